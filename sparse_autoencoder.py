@@ -1,0 +1,486 @@
+"""The sparse autoencoder of Andrew Ng's CS294A notes, in plain NumPy.
+
+Layout
+------
+The notes put one example per column: x is a column of s1 = n_visible values
+and z2 = W1 x + b1. Here the rows of ``X`` are examples, so ``X`` has shape
+``(m, n_visible)`` and every per-example column of the notes becomes a row of
+a matrix:
+
+    notes (example i, a column)      this code (all m examples, rows)
+    z2 = W1 x + b1                   z2 = X @ W1.T + b1          # (m, n_hidden)
+    z3 = W2 a2 + b2                  z3 = a2 @ W2.T + b2         # (m, n_visible)
+    W2^T delta3                      delta3 @ W2                 # (m, n_hidden)
+    sum_i delta3 a2^T                delta3.T @ a2               # (n_visible, n_hidden)
+    sum_i delta2 x^T                 delta2.T @ X                # (n_hidden, n_visible)
+
+The weights keep the notes' shapes: ``W1`` is ``(n_hidden, n_visible)`` and
+``W2`` is ``(n_visible, n_hidden)`` (also the shapes of PyTorch's
+``nn.Linear(n_visible, n_hidden).weight`` and ``nn.Linear(n_hidden,
+n_visible).weight``). ``b1`` is ``(n_hidden,)`` and ``b2`` is ``(n_visible,)``.
+
+The cost (the notes' J)
+-----------------------
+    J = (1/m) sum_i 1/2 ||a3_i - x_i||^2                  reconstruction
+        + (lam/2) (||W1||_F^2 + ||W2||_F^2)               weight decay
+        + sparsity penalty
+
+    penalty="kl":  beta * sum_j KL(rho || rho_hat_j),
+                   rho_hat_j = (1/m) sum_i a2_ij,
+                   KL(rho || r) = rho log(rho/r) + (1-rho) log((1-rho)/(1-r))
+    penalty="l1":  beta * (1/m) sum_i sum_j |a2_ij|   (= mean row sum of a2,
+                   since a sigmoid's a2 is positive)
+    penalty="none": 0
+
+``lam`` is the notes' lambda (``lambda`` is a Python keyword). ``decoder``
+is ``"sigmoid"`` (a3 = f(z3), the notes) or ``"linear"`` (a3 = z3, UFLDL's
+linear decoder).
+
+Dtype: the dtype of ``params`` (float32 or float64) is the dtype of the whole
+computation; ``X`` of another dtype is converted once, on entry.
+
+Nothing here imports scipy or matplotlib.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+PARAM_NAMES = ("W1", "b1", "W2", "b2")
+PENALTIES = ("kl", "l1", "none")
+DECODERS = ("sigmoid", "linear")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# ---------------------------------------------------------------------------
+# Parameters: initialization, shapes, packing
+# ---------------------------------------------------------------------------
+
+
+def param_shapes(n_visible: int, n_hidden: int) -> dict:
+    """Shapes of the four parameter arrays, in the notes' layout."""
+    return {
+        "W1": (n_hidden, n_visible),
+        "b1": (n_hidden,),
+        "W2": (n_visible, n_hidden),
+        "b2": (n_visible,),
+    }
+
+
+def init_params(n_visible, n_hidden, rng=None, dtype=np.float64) -> dict:
+    """UFLDL's initializeParameters.
+
+    W1 (n_hidden, n_visible) and W2 (n_visible, n_hidden) are drawn uniformly
+    from [-r, r] with r = sqrt(6 / (n_visible + n_hidden + 1)); b1 (n_hidden,)
+    and b2 (n_visible,) are zero.
+
+    rng: a ``numpy.random.Generator``, an int seed, or None (fresh entropy).
+    dtype: float32 or float64, the dtype of every returned array.
+    """
+    n_visible = _check_count("n_visible", n_visible)
+    n_hidden = _check_count("n_hidden", n_hidden)
+    dtype = _check_dtype("dtype", dtype)
+    rng = as_generator(rng)
+    r = np.sqrt(6.0 / (n_visible + n_hidden + 1))
+    shapes = param_shapes(n_visible, n_hidden)
+    return {
+        "W1": rng.uniform(-r, r, size=shapes["W1"]).astype(dtype),
+        "b1": np.zeros(shapes["b1"], dtype=dtype),
+        "W2": rng.uniform(-r, r, size=shapes["W2"]).astype(dtype),
+        "b2": np.zeros(shapes["b2"], dtype=dtype),
+    }
+
+
+def as_generator(rng) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from a Generator, an int seed or None."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    raise TypeError(
+        f"rng: expected a numpy.random.Generator, an int seed or None, got {rng!r}"
+    )
+
+
+# The packed order is UFLDL's: theta = [W1, W2, b1, b2], each flattened in
+# C (row-major) order.
+PACK_ORDER = ("W1", "W2", "b1", "b2")
+
+
+def pack(params) -> np.ndarray:
+    """Flatten params into one 1-D vector theta = [W1, W2, b1, b2].
+
+    Each block is flattened in row-major (C) order. The result has the
+    params' dtype and length 2 * n_visible * n_hidden + n_hidden + n_visible.
+    """
+    return np.concatenate([np.ravel(params[name]) for name in PACK_ORDER])
+
+
+def unpack(theta, n_visible, n_hidden) -> dict:
+    """Inverse of ``pack``: views into ``theta``, not copies.
+
+    Writing into a returned array writes into ``theta`` (this is what lets
+    the gradient checker and scipy share one buffer with the model).
+    """
+    n_visible = _check_count("n_visible", n_visible)
+    n_hidden = _check_count("n_hidden", n_hidden)
+    shapes = param_shapes(n_visible, n_hidden)
+    expected = sum(int(np.prod(shapes[name])) for name in PACK_ORDER)
+    if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.size != expected:
+        got = getattr(theta, "shape", type(theta).__name__)
+        raise ValueError(
+            f"theta: expected a 1-D array of length {expected} "
+            f"(n_visible={n_visible}, n_hidden={n_hidden}), got shape {got}"
+        )
+    params, start = {}, 0
+    for name in PACK_ORDER:
+        size = int(np.prod(shapes[name]))
+        params[name] = theta[start:start + size].reshape(shapes[name])
+        start += size
+    return {name: params[name] for name in PARAM_NAMES}
+
+
+# ---------------------------------------------------------------------------
+# The activation function f and the KL divergence
+# ---------------------------------------------------------------------------
+
+
+def sigmoid(z, out=None):
+    """f(z) = 1 / (1 + exp(-z)), elementwise, without overflow.
+
+    Computed from e = exp(-|z|), which lies in (0, 1] and so never
+    overflows: f(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0.
+    Both branches are accurate to the last bit; no warning for any finite z,
+    float32 included. ``out`` may be ``z`` itself (in-place).
+    """
+    z = np.asarray(z)
+    e = np.exp(-np.abs(z))                # exp(-|z|) in (0, 1]
+    numerator = np.where(z >= 0, 1, e).astype(e.dtype, copy=False)
+    e += 1                                # 1 + exp(-|z|)
+    return np.divide(numerator, e, out=out)
+
+
+def kl_divergence(rho, rho_hat):
+    """KL(rho || rho_hat) elementwise, for Bernoulli means.
+
+    KL(rho || r) = rho log(rho / r) + (1 - rho) log((1 - rho) / (1 - r)).
+    ``rho_hat`` must already be clipped away from 0 and 1 (see
+    ``clip_rho_hat``).
+    """
+    return rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
+
+
+def clip_rho_hat(rho_hat):
+    """Keep rho_hat in [eps, 1 - eps], eps the dtype's machine epsilon.
+
+    A unit that is saturated on every example has rho_hat exactly 0 or 1 in
+    floating point, where KL and its derivative are infinite. Clipping keeps
+    both finite (at most about log(1/eps) and 1/eps) and changes nothing for
+    any rho_hat that floating point can tell apart from 0 and 1 by more than
+    eps. Only the KL term uses the clipped value.
+    """
+    eps = np.finfo(rho_hat.dtype).eps
+    return np.clip(rho_hat, eps, 1 - eps)
+
+
+# ---------------------------------------------------------------------------
+# Forward pass
+# ---------------------------------------------------------------------------
+
+
+def encode(params, X):
+    """Hidden activations a2 = f(X @ W1.T + b1), shape (m, n_hidden)."""
+    params = check_params(params)
+    X = check_X(X, params, decoder=None)
+    return _encode(params, X)
+
+
+def decode(params, A2, decoder="sigmoid"):
+    """Reconstruction a3 from hidden activations A2 (m, n_hidden).
+
+    z3 = A2 @ W2.T + b2, shape (m, n_visible); a3 = f(z3) for the sigmoid
+    decoder, a3 = z3 for the linear one.
+    """
+    params = check_params(params)
+    _check_choice("decoder", decoder, DECODERS)
+    n_visible, n_hidden = params["W2"].shape
+    A2 = _check_matrix("A2", A2, n_hidden, params["W1"].dtype)
+    return _decode(params, A2, decoder)
+
+
+def _encode(params, X):
+    z2 = X @ params["W1"].T                  # (m, n_hidden)
+    z2 += params["b1"]
+    return sigmoid(z2, out=z2)               # a2, in place of z2
+
+
+def _decode(params, a2, decoder):
+    z3 = a2 @ params["W2"].T                 # (m, n_visible)
+    z3 += params["b2"]
+    if decoder == "sigmoid":
+        return sigmoid(z3, out=z3)           # a3, in place of z3
+    return z3                                # linear decoder: a3 = z3
+
+
+# ---------------------------------------------------------------------------
+# Cost and gradient
+# ---------------------------------------------------------------------------
+
+
+def cost_terms(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
+               decoder="sigmoid") -> dict:
+    """The parts of J, one forward pass, no gradient.
+
+    Returns a dict of Python floats: ``reconstruction``, ``weight_decay``,
+    ``sparsity``, ``cost`` (their sum, the notes' J) and ``mean_rho_hat``
+    (the mean over hidden units of rho_hat_j). Arguments as ``cost_and_grad``.
+    """
+    # Python floats keep float32 arithmetic float32 (NumPy's promotion rules).
+    params, X, rho, beta, lam = _check_call(params, X, penalty, rho, beta, lam, decoder)
+    a2 = _encode(params, X)                                  # (m, n_hidden)
+    a3 = _decode(params, a2, decoder)                        # (m, n_visible)
+    rho_hat = a2.mean(axis=0)                                # (n_hidden,)
+    terms = {
+        "reconstruction": _reconstruction(a3, X),
+        "weight_decay": _weight_decay(params, lam),
+        "sparsity": _sparsity(rho_hat, penalty, rho, beta),
+    }
+    terms["cost"] = sum(terms.values())
+    terms["mean_rho_hat"] = float(rho_hat.mean())
+    return terms
+
+
+def cost_and_grad(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
+                  decoder="sigmoid"):
+    """The notes' cost J and its gradient, vectorized over the m rows of X.
+
+    params: dict of W1 (n_hidden, n_visible), b1 (n_hidden,),
+            W2 (n_visible, n_hidden), b2 (n_visible,), all float32 or all
+            float64; that dtype is the computation's dtype.
+    X:      (m, n_visible), one example per row. With the sigmoid decoder
+            its values must lie in [0, 1].
+    penalty: "kl", "l1" or "none"; rho: target activation, 0 < rho < 1
+            (KL only); beta: sparsity weight >= 0; lam: weight decay >= 0;
+    decoder: "sigmoid" or "linear".
+
+    Returns (cost, grads): cost a Python float, grads a dict with the keys,
+    shapes and dtype of params.
+
+    Forward:   z2 = X @ W1.T + b1,  a2 = f(z2)                  (m, n_hidden)
+               z3 = a2 @ W2.T + b2, a3 = f(z3) or z3            (m, n_visible)
+               rho_hat = mean of a2 over rows                   (n_hidden,)
+    Backward:  delta3 = (a3 - X) * f'(z3)   [linear: a3 - X]    (m, n_visible)
+               delta2 = (delta3 @ W2 + sparsity_delta) * f'(z2)  (m, n_hidden)
+               sparsity_delta = beta * (-rho/rho_hat + (1-rho)/(1-rho_hat))  (KL)
+                              = beta                                        (L1)
+               dJ/dW2 = delta3.T @ a2 / m + lam * W2,  dJ/db2 = sum of delta3 rows / m
+               dJ/dW1 = delta2.T @ X  / m + lam * W1,  dJ/db1 = sum of delta2 rows / m
+    with f'(z) = f(z) (1 - f(z)), so f'(z2) = a2 (1 - a2) and f'(z3) = a3 (1 - a3).
+    """
+    # Python floats keep float32 arithmetic float32 (NumPy's promotion rules).
+    params, X, rho, beta, lam = _check_call(params, X, penalty, rho, beta, lam, decoder)
+    W1, W2 = params["W1"], params["W2"]
+    m = X.shape[0]
+
+    # Forward pass.
+    a2 = _encode(params, X)                                  # (m, n_hidden)
+    a3 = _decode(params, a2, decoder)                        # (m, n_visible)
+    rho_hat = a2.mean(axis=0)                                # (n_hidden,)
+
+    # Cost. The residual a3 - X becomes delta3 in place.
+    delta3 = a3 - X                                          # (m, n_visible)
+    cost = (0.5 / m) * _sum_of_squares(delta3)
+    cost += _weight_decay(params, lam)
+    cost += _sparsity(rho_hat, penalty, rho, beta)
+
+    # Backward pass.
+    if decoder == "sigmoid":
+        delta3 *= a3
+        delta3 *= np.subtract(1, a3, out=a3)                 # times f'(z3) = a3 (1 - a3)
+    delta2 = delta3 @ W2                                     # W2^T delta3, (m, n_hidden)
+    sparsity_delta = _sparsity_delta(rho_hat, penalty, rho, beta)
+    if sparsity_delta is not None:
+        delta2 += sparsity_delta
+    delta2 *= a2
+    delta2 *= 1 - a2                                         # times f'(z2)
+
+    grads = {
+        "W1": delta2.T @ X,                                  # (n_hidden, n_visible)
+        "b1": delta2.sum(axis=0),
+        "W2": delta3.T @ a2,                                 # (n_visible, n_hidden)
+        "b2": delta3.sum(axis=0),
+    }
+    for name in PARAM_NAMES:
+        grads[name] /= m
+    grads["W1"] += lam * W1
+    grads["W2"] += lam * W2
+    return float(cost), grads
+
+
+def _reconstruction(a3, X):
+    """(1/m) sum_i 1/2 ||a3_i - x_i||^2."""
+    return 0.5 / X.shape[0] * _sum_of_squares(a3 - X)
+
+
+def _sum_of_squares(A):
+    flat = A.ravel()
+    return float(flat @ flat)
+
+
+def _weight_decay(params, lam):
+    """(lam/2) (||W1||_F^2 + ||W2||_F^2); the biases are not decayed."""
+    return 0.5 * lam * (_sum_of_squares(params["W1"]) + _sum_of_squares(params["W2"]))
+
+
+def _sparsity(rho_hat, penalty, rho, beta):
+    """The sparsity term of J, from rho_hat (n_hidden,)."""
+    if penalty == "kl":
+        return beta * float(kl_divergence(rho, clip_rho_hat(rho_hat)).sum())
+    if penalty == "l1":
+        # beta (1/m) sum_i sum_j a2_ij = beta * sum_j rho_hat_j (a2 > 0).
+        return beta * float(rho_hat.sum())
+    return 0.0
+
+
+def _sparsity_delta(rho_hat, penalty, rho, beta):
+    """d(sparsity term)/d a2_ij times m, the same for every row: (n_hidden,)."""
+    if penalty == "kl":
+        r = clip_rho_hat(rho_hat)
+        return beta * (-rho / r + (1 - rho) / (1 - r))
+    if penalty == "l1":
+        return beta
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Validation: clear errors at the entry points
+# ---------------------------------------------------------------------------
+
+
+def check_params(params) -> dict:
+    """Return params if it is a well-formed parameter dict, else raise.
+
+    Expected: a dict with exactly the keys W1, b1, W2, b2; 2-D W1
+    (n_hidden, n_visible), W2 (n_visible, n_hidden), 1-D b1 (n_hidden,),
+    b2 (n_visible,); all of one dtype, float32 or float64.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(
+            f"params: expected a dict with keys {', '.join(PARAM_NAMES)}, "
+            f"got {type(params).__name__}"
+        )
+    keys = set(params)
+    if keys != set(PARAM_NAMES):
+        raise ValueError(
+            f"params: expected keys {', '.join(PARAM_NAMES)}, got {', '.join(map(str, sorted(keys, key=str)))}"
+        )
+    for name in PARAM_NAMES:
+        if not isinstance(params[name], np.ndarray):
+            raise TypeError(
+                f"params['{name}']: expected a numpy array, got {type(params[name]).__name__}"
+            )
+    W1 = params["W1"]
+    if W1.ndim != 2:
+        raise ValueError(f"params['W1']: expected a 2-D array (n_hidden, n_visible), got shape {W1.shape}")
+    n_hidden, n_visible = W1.shape
+    for name, shape in param_shapes(n_visible, n_hidden).items():
+        if params[name].shape != shape:
+            raise ValueError(
+                f"params['{name}']: expected shape {shape} to match W1 {W1.shape}, "
+                f"got {params[name].shape}"
+            )
+    dtype = W1.dtype
+    if dtype not in DTYPES:
+        raise TypeError(f"params['W1']: expected dtype float32 or float64, got {dtype}")
+    for name in PARAM_NAMES:
+        if params[name].dtype != dtype:
+            raise TypeError(
+                f"params['{name}']: expected dtype {dtype} like W1, got {params[name].dtype}"
+            )
+    return params
+
+
+def check_X(X, params, decoder="sigmoid"):
+    """Return X as a 2-D array of the params' dtype, or raise a clear error.
+
+    X must be 2-D (m, n_visible) with m >= 1, real numbers, all finite; with
+    the sigmoid decoder (``decoder="sigmoid"``) all values must lie in
+    [0, 1]. ``decoder=None`` skips the range check (encoding only).
+    Converts to the params' dtype once, if needed.
+    """
+    n_visible = params["W1"].shape[1]
+    return _check_matrix("X", X, n_visible, params["W1"].dtype, decoder)
+
+
+def _check_matrix(name, A, width, dtype, decoder=None):
+    if not isinstance(A, np.ndarray):
+        try:
+            A = np.asarray(A)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name}: expected a 2-D array of numbers, got {type(A).__name__}") from exc
+    if A.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected an array of real numbers, got dtype {A.dtype}")
+    if A.ndim != 2:
+        hint = " (use X.reshape(1, -1) for a single example)" if A.ndim == 1 else ""
+        raise ValueError(f"{name}: expected a 2-D array (m, {width}), got shape {A.shape}{hint}")
+    if A.shape[1] != width or A.shape[0] < 1:
+        raise ValueError(f"{name}: expected shape (m, {width}) with m >= 1, got {A.shape}")
+    A = A.astype(dtype, copy=False)
+    lo, hi = A.min(), A.max()             # NaN propagates into min and max
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"{name}: expected finite values, found NaN or infinity")
+    if decoder == "sigmoid" and (lo < 0 or hi > 1):
+        raise ValueError(
+            f"{name}: the sigmoid decoder needs values in [0, 1], got values in "
+            f"[{lo:.4g}, {hi:.4g}]; rescale the data (e.g. divide pixels by 255) "
+            f"or use decoder='linear'"
+        )
+    return A
+
+
+def _check_call(params, X, penalty, rho, beta, lam, decoder):
+    params = check_params(params)
+    _check_choice("penalty", penalty, PENALTIES)
+    _check_choice("decoder", decoder, DECODERS)
+    check_hyperparameters(rho=rho, beta=beta, lam=lam)
+    X = check_X(X, params, decoder)
+    return params, X, float(rho), float(beta), float(lam)
+
+
+def check_hyperparameters(*, rho, beta, lam):
+    """Raise unless 0 < rho < 1, beta >= 0 and lam >= 0 (all finite reals)."""
+    for name, value in (("rho", rho), ("beta", beta), ("lam", lam)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+            raise TypeError(f"{name}: expected a finite real number, got {value!r}")
+    if not 0 < rho < 1:
+        raise ValueError(f"rho: expected a target activation strictly between 0 and 1, got {rho!r}")
+    if beta < 0:
+        raise ValueError(f"beta: expected a sparsity weight >= 0, got {beta!r}")
+    if lam < 0:
+        raise ValueError(f"lam: expected a weight decay >= 0, got {lam!r}")
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def _check_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive integer (>= 1), got {value!r}")
+    return int(value)
+
+
+def _check_dtype(name, dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from exc
+    if dt not in DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
+    return dt
