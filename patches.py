@@ -1,0 +1,200 @@
+"""Natural-image patches for the notes' edge-detector experiment.
+
+The pipeline of UFLDL's first exercise, on any greyscale photographs:
+
+    load_images      greyscale images in [0, 1] (default: the photograph that
+                     ships inside matplotlib, so nothing is downloaded)
+    whiten_images    Olshausen and Field's whitening filter, applied to whole
+                     images in the 2-D Fourier domain
+    sample_patches   random square patches, one row per patch: (n_patches, size*size)
+    normalize_for_sigmoid
+                     the exercise's normalization into [0.1, 0.9]
+    fit_zca, apply_zca
+                     ZCA whitening of patches, for the linear decoder
+
+Patches are flattened in row-major order, so a row reshaped to (size, size)
+is the patch as it sat in the image.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from sparse_autoencoder import as_generator
+
+DEFAULT_IMAGE = "grace_hopper.jpg"
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def default_image_path() -> str:
+    """Path of the photograph shipped inside matplotlib (no network needed)."""
+    import matplotlib.cbook
+
+    return str(matplotlib.cbook.get_sample_data(DEFAULT_IMAGE, asfileobj=False))
+
+
+def load_grey_image(path) -> np.ndarray:
+    """Read a PNG or JPEG file as a 2-D float64 array in [0, 1].
+
+    Colour images are turned grey by averaging R, G and B (alpha dropped);
+    8-bit images are divided by 255.
+    """
+    import matplotlib.image
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"images: no such file: {path}")
+    try:
+        image = matplotlib.image.imread(path)
+    except Exception as exc:  # Pillow's and matplotlib's many error types
+        raise ValueError(f"images: cannot read {path} as a PNG or JPEG image ({exc})") from exc
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        image = image / 255.0
+    elif image.dtype == np.uint16:
+        image = image / 65535.0
+    image = image.astype(np.float64, copy=False)
+    if image.ndim == 3:
+        image = image[..., :3].mean(axis=2)           # RGB(A) -> grey
+    if image.ndim != 2:
+        raise ValueError(f"images: {path} is not a 2-D greyscale or colour image (shape {image.shape})")
+    return image
+
+
+def load_images(paths=None) -> list:
+    """Greyscale images from ``paths``, or matplotlib's sample photograph."""
+    if not paths:
+        paths = [default_image_path()]
+    return [load_grey_image(path) for path in paths]
+
+
+# ---------------------------------------------------------------------------
+# Whitening of whole images (Olshausen and Field)
+# ---------------------------------------------------------------------------
+
+
+def whitening_filter(shape, cutoff=0.4) -> np.ndarray:
+    """Olshausen and Field's filter in the 2-D Fourier domain, shape ``shape``.
+
+    W(f) = |f| * exp(-(|f| / cutoff)^4), with f in cycles per pixel (as
+    ``numpy.fft.fftfreq`` gives it) and ``cutoff`` = f0 in cycles per pixel:
+    0.4 (0.8 of Nyquist) in their recipe. The factor |f| undoes the 1/f
+    amplitude spectrum of natural images; the exponential rolls off the
+    highest frequencies, where noise and aliasing live.
+    """
+    if not (np.isfinite(cutoff) and cutoff > 0):
+        raise ValueError(f"cutoff: expected a positive frequency in cycles per pixel, got {cutoff!r}")
+    fy = np.fft.fftfreq(shape[0])[:, None]          # (H, 1)
+    fx = np.fft.fftfreq(shape[1])[None, :]          # (1, W)
+    f = np.hypot(fy, fx)                            # |f|, (H, W)
+    return f * np.exp(-(f / cutoff) ** 4)
+
+
+def whiten_image(image, cutoff=0.4) -> np.ndarray:
+    """One image through the whitening filter: real part of ifft2(fft2(image) * W)."""
+    spectrum = np.fft.fft2(image) * whitening_filter(image.shape, cutoff)
+    return np.fft.ifft2(spectrum).real
+
+
+def whiten_images(images, cutoff=0.4, variance=0.1) -> list:
+    """Whiten every image, then scale them all together to ``variance``.
+
+    One scale factor for all images, as in Olshausen and Field's recipe, so
+    that their relative contrast is kept.
+    """
+    whitened = [whiten_image(image, cutoff) for image in images]
+    total = sum(float(np.sum(w ** 2)) for w in whitened)
+    count = sum(w.size for w in whitened)
+    mean = sum(float(w.sum()) for w in whitened) / count
+    std = np.sqrt(total / count - mean ** 2)
+    if not std > 0:
+        raise ValueError("images: the whitened images are constant; use images with some texture")
+    scale = np.sqrt(variance) / std
+    return [w * scale for w in whitened]
+
+
+# ---------------------------------------------------------------------------
+# Patches
+# ---------------------------------------------------------------------------
+
+
+def sample_patches(images, n_patches, size, rng=None) -> np.ndarray:
+    """``n_patches`` random size x size patches, as rows (n_patches, size*size).
+
+    Each patch picks an image uniformly at random, then a top-left corner
+    uniformly among the positions where the patch fits. Vectorized: one
+    fancy-indexing gather per image over a sliding-window view, no Python
+    loop over patches or pixels.
+    """
+    if isinstance(n_patches, bool) or not isinstance(n_patches, (int, np.integer)) or n_patches < 1:
+        raise ValueError(f"n_patches: expected a positive integer, got {n_patches!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size: expected a positive integer patch side, got {size!r}")
+    if not images:
+        raise ValueError("images: expected at least one image")
+    for image in images:
+        if image.ndim != 2 or min(image.shape) < size:
+            raise ValueError(
+                f"images: every image must be 2-D and at least {size} x {size} pixels, got shape {image.shape}"
+            )
+    rng = as_generator(rng)
+    which = rng.integers(len(images), size=n_patches)           # image of each patch
+    patches = np.empty((n_patches, size * size), dtype=np.float64)
+    for k, image in enumerate(images):
+        rows = np.flatnonzero(which == k)
+        windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))
+        top = rng.integers(windows.shape[0], size=rows.size)
+        left = rng.integers(windows.shape[1], size=rows.size)
+        patches[rows] = windows[top, left].reshape(rows.size, size * size)
+    return patches
+
+
+def normalize_for_sigmoid(patches) -> np.ndarray:
+    """The exercise's normalization, so a sigmoid decoder can fit the patches.
+
+    1. remove each patch's own mean;
+    2. clip to +-3 standard deviations (one std over all patch values);
+    3. divide by that 3 std, giving [-1, 1];
+    4. map [-1, 1] to [0.1, 0.9] with (p + 1) * 0.4 + 0.1.
+    Input and output are (n_patches, n_pixels).
+    """
+    centred = patches - patches.mean(axis=1, keepdims=True)     # (n_patches, n_pixels)
+    limit = 3 * centred.std()
+    if not limit > 0:
+        raise ValueError("patches: every patch is flat (zero variance); nothing to learn from")
+    np.clip(centred, -limit, limit, out=centred)
+    centred /= limit
+    return (centred + 1) * 0.4 + 0.1
+
+
+def fit_zca(patches, epsilon=0.1):
+    """ZCA whitening of patches: returns (mean_patch, W_zca).
+
+    mean_patch (n_pixels,) is the mean over patches; with
+    Sigma = (X - mean)^T (X - mean) / m = U diag(S) U^T,
+    W_zca = U diag(1 / sqrt(S + epsilon)) U^T, a symmetric (n_pixels, n_pixels)
+    matrix; ``apply_zca`` computes (X - mean) @ W_zca. epsilon regularizes the
+    smallest eigenvalues (UFLDL's linear-decoder exercise uses 0.1).
+    """
+    if not (np.isfinite(epsilon) and epsilon >= 0):
+        raise ValueError(f"epsilon: expected a finite number >= 0, got {epsilon!r}")
+    mean_patch = patches.mean(axis=0)                            # (n_pixels,)
+    centred = patches - mean_patch
+    sigma = centred.T @ centred / patches.shape[0]               # (n_pixels, n_pixels)
+    S, U = np.linalg.eigh(sigma)
+    S = np.clip(S, 0, None)                                      # round-off can make tiny S negative
+    if epsilon == 0 and S.min() <= 0:
+        raise ValueError("epsilon: the patch covariance is singular; use epsilon > 0")
+    W_zca = (U / np.sqrt(S + epsilon)) @ U.T
+    return mean_patch, W_zca
+
+
+def apply_zca(patches, mean_patch, W_zca) -> np.ndarray:
+    """(patches - mean_patch) @ W_zca, shape (n_patches, n_pixels)."""
+    return (patches - mean_patch) @ W_zca
