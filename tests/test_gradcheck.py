@@ -196,12 +196,12 @@ def _with_a_tiny_error_in_b2(params, X, **settings):
      [s.name for s in gradcheck.STAGES if s.settings["lam"] > 0]),
     (_with_a_tiny_error_in_b2, [s.name for s in gradcheck.STAGES]),
 ])
-def test_main_exits_1_naming_the_failing_stages(capsys, broken, expected_failures):
+@pytest.mark.parametrize("eps", ["1e-4", "1e-5"])       # the hint's smaller step still fails
+def test_main_exits_1_naming_the_failing_stages(capsys, broken, expected_failures, eps):
     assert 0 < len(expected_failures)
-    assert gradcheck.main(["--seed", "3"], cost_fn=broken) == 1
+    assert gradcheck.main(["--seed", "3", "--eps", eps], cost_fn=broken) == 1
     captured = capsys.readouterr()
-    failed_line = captured.err.strip().splitlines()[-1]
-    assert failed_line.startswith("FAILED")
+    failed_line = next(line for line in captured.err.splitlines() if line.startswith("FAILED"))
     assert failed_line.split(" for: ", 1)[1] == ", ".join(expected_failures)
     for stage in gradcheck.STAGES:
         row = next(line for line in captured.out.splitlines() if line.startswith(stage.name + "  "))
