@@ -207,6 +207,20 @@ def test_grads_have_the_params_shapes_and_dtype(dtype, penalty, decoder):
         assert grads[name].dtype == params[name].dtype
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("penalty, decoder", COMBINATIONS)
+def test_inputs_are_not_modified(dtype, penalty, decoder):
+    """The in-place steps inside cost_and_grad touch only its own arrays."""
+    params, X = make_net(dtype=dtype, decoder=decoder)
+    before = {k: v.copy() for k, v in params.items()}, X.copy()
+    sae.cost_and_grad(params, X, **HYPER, penalty=penalty, decoder=decoder)
+    sae.cost_terms(params, X, **HYPER, penalty=penalty, decoder=decoder)
+    sae.decode(params, sae.encode(params, X), decoder=decoder)
+    for name in sae.PARAM_NAMES:
+        np.testing.assert_array_equal(params[name], before[0][name])
+    np.testing.assert_array_equal(X, before[1])
+
+
 @pytest.mark.parametrize("penalty, decoder", COMBINATIONS)
 def test_float32_agrees_with_float64(penalty, decoder):
     params64, X64 = make_net(decoder=decoder)
