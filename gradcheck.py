@@ -176,13 +176,17 @@ def make_problem(n_visible=8, n_hidden=5, n_examples=10, seed=0):
 
     Weights from ``init_params`` (small: rho_hat stays away from 0 and 1);
     biases uniform on [-0.1, 0.1] so that they are not checked only at zero;
-    X uniform on [0, 1], valid for both decoders. Shapes: X (n_examples, n_visible).
+    X = u**3 with u uniform on [0, 1]: in [0, 1], valid for both decoders, and
+    mostly dark like MNIST. Small inputs keep the central difference's own
+    error (eps^2 times third derivatives, about 1e-10 of the gradient at
+    eps = 1e-4) under the 1e-9 bar for every seed tried (at most 5.6e-10 over
+    200 seeds); with X uniform on [0, 1], 5 seeds in 60 crossed it. Shapes: X (n_examples, n_visible).
     """
     rng = np.random.default_rng(seed)
     params = sae.init_params(n_visible, n_hidden, rng)
     params["b1"][:] = rng.uniform(-0.1, 0.1, n_hidden)
     params["b2"][:] = rng.uniform(-0.1, 0.1, n_visible)
-    X = rng.uniform(0.0, 1.0, size=(n_examples, n_visible))
+    X = rng.uniform(0.0, 1.0, size=(n_examples, n_visible)) ** 3
     return params, X
 
 
