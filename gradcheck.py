@@ -4,15 +4,17 @@ Library:
     numerical_gradient(f, theta, eps=1e-4)   central differences, one coordinate at a time
     relative_difference(a, b)                ||a - b|| / ||a + b||, the exercise's measure
     check_gradient(objective, theta, unpack, eps)   one check, errors per parameter block
-    STAGES, Stage, run_stages(cost_fn, ...)  UFLDL's staged check of cost_and_grad
+    AUTOENCODER_STAGES, Stage                UFLDL's staged check of cost_and_grad
+    STAGES                                   those, then SoftmaxStage (softmax.py)
+    run_stages(cost_fn, ...)                 run a list of stages
 
 Command:
     python gradcheck.py [--visible 8] [--hidden 5] [--examples 10] [--seed 0] [--eps 1e-4]
 
 It first checks the checker on h(x) = x1^2 + 3 x1 x2 at (4, 10), then checks
 cost_and_grad stage by stage (reconstruction only, + weight decay, + KL
-sparsity, L1 sparsity, linear decoder, everything together) and prints one
-row per stage. Exit status 0 when every relative difference is below
+sparsity, L1 sparsity, linear decoder, everything together), then the
+softmax classifier of softmax.py, and prints one row per stage. Exit status 0 when every relative difference is below
 TOLERANCE (1e-9, the exercise's bar), 1 otherwise.
 """
 
@@ -161,7 +163,34 @@ class Stage:
         )
 
 
-STAGES = [
+@dataclass(frozen=True)
+class SoftmaxStage:
+    """Softmax regression (softmax.py) on its own small random problem.
+
+    The problem is ``softmax.softmax_gradcheck_stage(seed, **settings)``:
+    X (m, n_features) uniform on [0, 1], random labels, W and b standard
+    normal. The autoencoder's cost_fn, params and X are not used.
+    """
+
+    name: str = "softmax regression"
+    settings: dict = field(default_factory=lambda: dict(lam=1e-4, m=20, n_features=8, n_classes=4))
+    seed: int = 0
+
+    def check(self, cost_fn, params, X, eps=EPS) -> GradientCheck:
+        import softmax
+
+        f, theta, analytic = softmax.softmax_gradcheck_stage(self.seed, **self.settings)
+        numerical = numerical_gradient(f, theta, eps)
+        blocks = lambda t: softmax.unpack_softmax(  # noqa: E731
+            t, self.settings["n_features"], self.settings["n_classes"])
+        num, ana = blocks(numerical), blocks(analytic)
+        return GradientCheck(
+            relative_difference=relative_difference(numerical, analytic),
+            max_abs_error={n: float(np.max(np.abs(num[n] - ana[n]))) for n in num},
+        )
+
+
+AUTOENCODER_STAGES = [
     Stage("reconstruction only", dict(decoder="sigmoid", penalty="none", lam=0.0)),
     Stage("+ weight decay", dict(decoder="sigmoid", penalty="none", lam=LAM)),
     Stage("+ KL sparsity", dict(decoder="sigmoid", penalty="kl", rho=RHO, beta=BETA, lam=LAM)),
@@ -169,6 +198,7 @@ STAGES = [
     Stage("linear decoder", dict(decoder="linear", penalty="none", lam=0.0)),
     Stage("everything together", dict(decoder="linear", penalty="kl", rho=RHO, beta=BETA, lam=LAM)),
 ]
+STAGES = AUTOENCODER_STAGES + [SoftmaxStage()]
 
 
 def make_problem(n_visible=8, n_hidden=5, n_examples=10, seed=0):
