@@ -177,6 +177,8 @@ def save_rho_hat_histogram(rho_hat, path, rho=None, size_pixels=(800, 500)):
     rho None (L1 or no penalty: no target) draws only the mean. Writes a PNG
     of exactly ``size_pixels``. Returns the path.
     """
+    from matplotlib.ticker import MaxNLocator
+
     rho_hat = np.asarray(rho_hat, dtype=np.float64)
     if rho_hat.ndim != 1 or rho_hat.size == 0 or not np.all(np.isfinite(rho_hat)):
         raise ValueError(f"rho_hat: expected a non-empty 1-D array of finite values, got shape {rho_hat.shape}")
@@ -189,6 +191,7 @@ def save_rho_hat_histogram(rho_hat, path, rho=None, size_pixels=(800, 500)):
         axes.axvline(rho, color="tab:red", linewidth=2, label=f"target rho = {rho:.4g}")
     axes.set_xlabel("rho_hat_j (average activation of hidden unit j)")
     axes.set_ylabel("number of hidden units")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title(f"Average activations of the {rho_hat.size} hidden units")
     axes.legend()
     figure.tight_layout()

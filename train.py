@@ -13,8 +13,10 @@ Both optimizers
 * validate X once (``check_X``) and convert it to the params' dtype once;
 * compute in the params' dtype (float32 or float64) end to end;
 * print a progress line at most every ``progress_every`` seconds (and at the
-  first and last step): step, cost J and its reconstruction / weight-decay /
-  sparsity parts, mean rho_hat, elapsed time and an estimate of time left;
+  first and last step; less often if computing the line's cost parts would
+  take more than about 5% of the run): step, cost J and its reconstruction /
+  weight-decay / sparsity parts, mean rho_hat, elapsed time and an estimate
+  of time left;
 * call ``callback(step)`` after every step with a ``TrainingStep``; if it
   returns True the run stops cleanly and the parameters reached so far are
   returned (this is how a caller handles Ctrl-C: set a flag in a signal
@@ -93,11 +95,15 @@ class Progress:
     """Prints one progress line at most every ``every`` seconds.
 
     ``due(step)`` says whether a line should be printed now: at the first
-    step, at the last one (``step == total``), and whenever ``every``
-    seconds have passed since the previous line. ``report`` prints it.
-    Computing the cost parts costs a forward pass, so callers only do it
-    when ``due`` says so.
+    step, at the last one (``step == total``), and whenever the gap since the
+    previous line has passed. ``report(step, compute_terms)`` calls
+    ``compute_terms()`` (a forward pass: the cost parts) and prints the line.
+    The gap is ``every`` seconds, or 20 times the time ``compute_terms``
+    took if that is longer, so reporting never costs more than about 5% of
+    the run.
     """
+
+    OVERHEAD_FACTOR = 20
 
     def __init__(self, total, unit, *, every=2.0, stream=None, clock=time.perf_counter):
         self.total, self.unit, self.every = total, unit, every
@@ -105,6 +111,7 @@ class Progress:
         self.clock = clock
         self.start = clock()
         self.last_print = None
+        self.gap = every
 
     def elapsed(self):
         return self.clock() - self.start
@@ -112,9 +119,12 @@ class Progress:
     def due(self, step):
         if self.last_print is None or step >= self.total:
             return True
-        return self.clock() - self.last_print >= self.every
+        return self.clock() - self.last_print >= self.gap
 
-    def report(self, step, terms, note=""):
+    def report(self, step, compute_terms, note=""):
+        before = self.clock()
+        terms = compute_terms()
+        self.gap = max(self.every, self.OVERHEAD_FACTOR * (self.clock() - before))
         elapsed = self.elapsed()
         eta = elapsed / step * (self.total - step) if step > 0 else float("nan")
         eta_text = format_duration(eta) if math.isfinite(eta) else "?"
@@ -258,7 +268,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     terms0 = sae.cost_terms(params, X, **cost_kwargs)
     history["cost"].append(terms0["cost"])
     if reporter is not None:
-        reporter.report(0, terms0)
+        reporter.report(0, lambda: terms0)
 
     def on_iteration(theta):
         iteration = len(history["iteration"])
@@ -271,7 +281,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
         current = None
         if reporter is not None and reporter.due(iteration):
             current = as_params(theta)
-            reporter.report(iteration, sae.cost_terms(current, X, **cost_kwargs))
+            reporter.report(iteration, lambda: sae.cost_terms(current, X, **cost_kwargs))
         if callback is not None:
             current = current if current is not None else as_params(theta)
             if callback(TrainingStep("lbfgs", iteration, None, cost, current, elapsed)):
@@ -298,7 +308,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     if reporter is not None and history["status"] == "done" and reporter.last_print is not None:
         final_iteration = history["iteration"][-1]
         if final_iteration < max_iter:                 # finished early: say so once
-            reporter.report(final_iteration, sae.cost_terms(trained, X, **cost_kwargs),
+            reporter.report(final_iteration, lambda: sae.cost_terms(trained, X, **cost_kwargs),
                             note=f"  ({history['message']})")
     return trained, history
 
@@ -360,7 +370,7 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
     terms0 = sae.cost_terms(params, X, **cost_kwargs)
     history["cost"].append(terms0["cost"])
     if reporter is not None:
-        reporter.report(0, terms0, note="  (all examples)")
+        reporter.report(0, lambda: terms0, note="  (all examples)")
 
     last_finite = params
     t = 0
@@ -381,7 +391,7 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
                                   t, lr, beta1, beta2, eps)
             elapsed = time.perf_counter() - start
             if reporter is not None and reporter.due(t):
-                reporter.report(t, sae.cost_terms(params, batch, **cost_kwargs),
+                reporter.report(t, lambda: sae.cost_terms(params, batch, **cost_kwargs),
                                 note=f"  (epoch {epoch}, mini-batch)")
             if callback is not None and callback(
                     TrainingStep("adam", t, epoch, cost, params, elapsed)):
@@ -473,7 +483,7 @@ def load_model(path):
     if not path.is_file():
         raise FileNotFoundError(f"model file {path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             contents = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ValueError(f"model file {path}: not a readable .npz model file ({exc})") from exc
@@ -481,7 +491,8 @@ def load_model(path):
         raise ValueError(f"model file {path}: no format_version, so not a model saved by save_model")
     version = contents["format_version"]
     if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
-        raise ValueError(f"model file {path}: format version {version!r}, expected {FORMAT_VERSION}")
+        raise ValueError(f"model file {path}: format version {version.tolist()!r}, "
+                         f"expected {FORMAT_VERSION}")
     missing = [key for key in (*sae.PARAM_NAMES, "hyperparameters", "history") if key not in contents]
     if missing:
         raise ValueError(f"model file {path}: missing {', '.join(missing)}")
