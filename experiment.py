@@ -28,7 +28,8 @@ from train import SparseAutoencoder
 # Sparsity weight used when --beta is not given, per penalty. KL: the notes'
 # 3. L1: beta * sum_j rho_hat_j penalizes every unit at every activation
 # level, so it needs a far smaller weight than KL's 3 (which would switch
-# every unit off); see the README for the run that chose it.
+# every unit off). Of the two values tried on MNIST with Adam (lr 1e-3, 10
+# epochs), 0.1 kept 179 of 196 units active on some image and 0.3 only 68.
 DEFAULT_BETA = {"kl": 3.0, "l1": 0.1, "none": 0.0}
 N_RECONSTRUCTIONS = 10
 
@@ -80,10 +81,13 @@ def _parse(text, kind, expected):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
 
 
-def add_training_arguments(parser, *, hidden, rho, lam, iters=400, penalty="kl",
+def add_training_arguments(parser, *, hidden, rho, lam, beta=None, iters=400, penalty="kl",
                            decoder="sigmoid", optimizer="lbfgs", lr=1e-3, batch_size=128,
                            epochs=10, seed=0, dtype="float64", out_dir="runs"):
-    """Add the options every training script shares, with the script's defaults."""
+    """Add the options every training script shares, with the script's defaults.
+
+    beta None: --beta defaults to DEFAULT_BETA of the chosen penalty.
+    """
     model = parser.add_argument_group("model")
     model.add_argument("--hidden", type=positive_int, default=hidden,
                        help=f"number of hidden units n_hidden (default {hidden})")
@@ -93,9 +97,10 @@ def add_training_arguments(parser, *, hidden, rho, lam, iters=400, penalty="kl",
                             f"(default {penalty})")
     model.add_argument("--rho", type=open_unit_float, default=rho,
                        help=f"target average activation rho of the KL penalty (default {rho})")
-    model.add_argument("--beta", type=nonnegative_float, default=None,
-                       help="sparsity weight beta (default: "
-                            + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_BETA.items()) + ")")
+    beta_default = (f"{beta:g}" if beta is not None else
+                    "by penalty: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_BETA.items()))
+    model.add_argument("--beta", type=nonnegative_float, default=beta,
+                       help=f"sparsity weight beta (default {beta_default})")
     model.add_argument("--lam", type=nonnegative_float, default=lam,
                        help=f"weight decay lambda (default {lam:g})")
     model.add_argument("--decoder", choices=sae.DECODERS, default=decoder,

@@ -49,7 +49,12 @@ def build_parser():
 
 def main(argv=None):
     start_time = time.perf_counter()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option, value, available in (("--examples", args.examples, 60_000),
+                                     ("--test-examples", args.test_examples, 10_000)):
+        if value > available:
+            parser.error(f"{option}: MNIST has {available} images in that split, got {value}")
     try:
         X_train, _ = mnist.load_mnist(args.data_dir, "train", n=args.examples, dtype=args.dtype)
         X_test, _ = mnist.load_mnist(args.data_dir, "test", n=args.test_examples, dtype=args.dtype)

@@ -91,6 +91,7 @@ def test_missing_data_without_network_says_what_to_do(tmp_path, monkeypatch, cap
     (["--rho", "1.5"], "strictly between 0 and 1"),
     (["--lam", "-1"], "expected a finite number >= 0"),
     (["--optimizer", "sgd"], "invalid choice"),
+    (["--examples", "60001"], "--examples: MNIST has 60000 images"),
 ])
 def test_bad_options_are_refused_by_argparse(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
