@@ -1,0 +1,287 @@
+"""The flow shared by the training scripts (train_mnist.py, train_patches.py, ...).
+
+    add_training_arguments(parser, **defaults)   the model/optimizer/output options
+    model_from_args(args)                        a SparseAutoencoder from those options
+    summarize(model, X_train, X_test)            final cost parts + diagnostics on both sets
+    format_summary(summary)                      the printed summary
+    write_outputs(model, ...)                    model .npz + the four figures (+ summary text)
+    run(args, X_train, X_test, name=..., tile_shape=...)   all of the above, in order
+
+A script loads its own data, then calls ``run``; only the data, the names
+and the tile shape of the figures differ between scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import sparse_autoencoder as sae
+from atomic import atomic_write
+from diagnostics import diagnostics
+from train import SparseAutoencoder
+
+# Sparsity weight used when --beta is not given, per penalty. KL: the notes'
+# 3. L1: beta * sum_j rho_hat_j penalizes every unit at every activation
+# level, so it needs a far smaller weight than KL's 3 (which would switch
+# every unit off). Of the two values tried on MNIST with Adam (lr 1e-3, 10
+# epochs), 0.1 kept 179 of 196 units active on some image and 0.3 only 68.
+DEFAULT_BETA = {"kl": 3.0, "l1": 0.1, "none": 0.0}
+N_RECONSTRUCTIONS = 10
+
+
+# ---------------------------------------------------------------------------
+# Command-line options
+# ---------------------------------------------------------------------------
+
+
+def positive_int(text):
+    value = _parse(text, int, "a positive integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text):
+    value = _parse(text, int, "a non-negative integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    value = _parse(text, float, "a positive number")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text):
+    value = _parse(text, float, "a number >= 0")
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def open_unit_float(text):
+    value = _parse(text, float, "a number strictly between 0 and 1")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def _parse(text, kind, expected):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
+def add_training_arguments(parser, *, hidden, rho, lam, beta=None, iters=400, penalty="kl",
+                           decoder="sigmoid", optimizer="lbfgs", lr=1e-3, batch_size=128,
+                           epochs=10, seed=0, dtype="float64", out_dir="runs"):
+    """Add the options every training script shares, with the script's defaults.
+
+    beta None: --beta defaults to DEFAULT_BETA of the chosen penalty.
+    """
+    model = parser.add_argument_group("model")
+    model.add_argument("--hidden", type=positive_int, default=hidden,
+                       help=f"number of hidden units n_hidden (default {hidden})")
+    model.add_argument("--penalty", choices=sae.PENALTIES, default=penalty,
+                       help="sparsity penalty: kl = beta * sum_j KL(rho || rho_hat_j) (the notes), "
+                            "l1 = beta * mean_i sum_j a2_ij (the blog post), none "
+                            f"(default {penalty})")
+    model.add_argument("--rho", type=open_unit_float, default=rho,
+                       help=f"target average activation rho of the KL penalty (default {rho})")
+    beta_default = (f"{beta:g}" if beta is not None else
+                    "by penalty: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_BETA.items()))
+    model.add_argument("--beta", type=nonnegative_float, default=beta,
+                       help=f"sparsity weight beta (default {beta_default})")
+    model.add_argument("--lam", type=nonnegative_float, default=lam,
+                       help=f"weight decay lambda (default {lam:g})")
+    model.add_argument("--decoder", choices=sae.DECODERS, default=decoder,
+                       help=f"output layer: sigmoid a3 = f(z3) or linear a3 = z3 (default {decoder})")
+    model.add_argument("--dtype", choices=("float64", "float32"), default=dtype,
+                       help=f"dtype of the parameters and of the whole computation (default {dtype})")
+    model.add_argument("--seed", type=nonnegative_int, default=seed,
+                       help=f"seed of the initialization and of Adam's shuffling (default {seed})")
+    opt = parser.add_argument_group("optimizer")
+    opt.add_argument("--optimizer", choices=("lbfgs", "adam"), default=optimizer,
+                     help=f"full-batch L-BFGS (the notes) or mini-batch Adam (the blog post) "
+                          f"(default {optimizer})")
+    opt.add_argument("--iters", type=positive_int, default=iters,
+                     help=f"L-BFGS: maximum number of iterations (default {iters})")
+    opt.add_argument("--lr", type=positive_float, default=lr,
+                     help=f"Adam: learning rate (default {lr:g})")
+    opt.add_argument("--batch-size", type=positive_int, default=batch_size,
+                     help=f"Adam: examples per mini-batch (default {batch_size})")
+    opt.add_argument("--epochs", type=positive_int, default=epochs,
+                     help=f"Adam: passes over the training examples (default {epochs})")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out-dir", type=Path, default=Path(out_dir),
+                     help=f"folder for the saved model and the figures (default {out_dir})")
+    out.add_argument("--quiet", action="store_true",
+                     help="no progress lines while training (the summary is still printed)")
+    return parser
+
+
+def model_from_args(args):
+    """A SparseAutoencoder configured by the options of ``add_training_arguments``."""
+    beta = DEFAULT_BETA[args.penalty] if args.beta is None else args.beta
+    return SparseAutoencoder(
+        args.hidden, penalty=args.penalty, rho=args.rho, beta=beta, lam=args.lam,
+        decoder=args.decoder, optimizer=args.optimizer, max_iter=args.iters, lr=args.lr,
+        batch_size=args.batch_size, epochs=args.epochs, seed=args.seed, dtype=args.dtype,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Summary
+# ---------------------------------------------------------------------------
+
+
+def summarize(model, X_train, X_test=None):
+    """Final cost parts on X_train, and ``diagnostics`` on X_train (and X_test)."""
+    target = model.rho if model.penalty == "kl" else None
+    summary = {
+        "hyperparameters": model.hyperparameters(),
+        "m_train": int(X_train.shape[0]),
+        "cost_terms": model.cost_terms(X_train),
+        "train": diagnostics(model.params_, X_train, decoder=model.decoder, rho=target),
+        "test": None,
+        "history": model.history_,
+    }
+    if X_test is not None:
+        summary["test"] = diagnostics(model.params_, X_test, decoder=model.decoder, rho=target)
+    return summary
+
+
+def format_summary(summary):
+    """The summary as printed at the end of a run (several lines)."""
+    h, terms, train = summary["hyperparameters"], summary["cost_terms"], summary["train"]
+    history = summary["history"]
+    lines = [
+        f"Summary: {summary['m_train']} training examples, {h['n_visible']} -> {h['n_hidden']}, "
+        f"{h['penalty']} penalty (beta {h['beta']:g}" + (f", rho {h['rho']:g}" if h["penalty"] == "kl" else "")
+        + f"), lam {h['lam']:g}, {h['decoder']} decoder, {h['dtype']}, seed {h['seed']}",
+    ]
+    if history["optimizer"] == "lbfgs":
+        done = f"L-BFGS, {history['iteration'][-1]} iterations ({history['n_evaluations']} evaluations)"
+    else:
+        done = (f"Adam, {history['epoch'][-1]} epochs of batch {h['batch_size']} at lr {h['lr']:g} "
+                f"({len(history['step_cost'])} steps)")
+    lines.append(f"  optimizer:        {done}: {history['message']}")
+    if history["status"] != "done":
+        lines.append(f"  NOTE: training ended early ({history['status']}); these are the last "
+                     f"parameters reached")
+    lines.append(
+        f"  final cost J:     {terms['cost']:.6g} = reconstruction {terms['reconstruction']:.6g}"
+        f" + weight decay {terms['weight_decay']:.6g} + sparsity {terms['sparsity']:.6g}"
+    )
+    mse = f"train {train['reconstruction_mse']:.5g} (FVE {train['fve']:.4f})"
+    if summary["test"] is not None:
+        test = summary["test"]
+        mse += f", test {test['reconstruction_mse']:.5g} (FVE {test['fve']:.4f}, {test['m']} images)"
+    lines.append(f"  reconstruction MSE per input: {mse}")
+    rho_line = f"  mean rho_hat:     {train['rho_hat_mean']:.4g}"
+    if train["rho"] is not None:
+        deviation = (train["rho_hat_mean"] - train["rho"]) / train["rho"]
+        rho_line += f" vs rho {train['rho']:g} ({deviation:+.1%})"
+    rho_line += (f"; spread std {train['rho_hat_std']:.3g}, min {train['rho_hat_min']:.3g}, "
+                 f"max {train['rho_hat_max']:.3g}")
+    lines.append(rho_line)
+    lines.append(f"  dead units:       {train['dead_units']} of {train['n_hidden']} never above 0.5 on "
+                 f"the training examples; always on (never below 0.5): {train['always_on_units']}")
+    lines.append(f"  active units:     {train['mean_active_units']:.2f} per training example on average")
+    if "train_seconds" in summary:
+        lines.append(f"  wall time:        {summary['train_seconds']:.1f} s training, "
+                     f"{summary['wall_seconds']:.1f} s in all")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------
+
+
+def output_paths(out_dir, name):
+    """Where ``write_outputs`` puts the model, the four figures and the summary."""
+    out_dir = Path(out_dir)
+    return {
+        "model": out_dir / f"{name}_model.npz",
+        "filters": out_dir / f"{name}_filters.png",
+        "training_curve": out_dir / f"{name}_training_curve.png",
+        "rho_hat": out_dir / f"{name}_rho_hat.png",
+        "reconstructions": out_dir / f"{name}_reconstructions.png",
+        "summary": out_dir / f"{name}_summary.txt",
+    }
+
+
+def write_outputs(model, summary, out_dir, name, *, tile_shape, X_examples,
+                  value_range=(0.0, 1.0), extra=None, info=None):
+    """Save the model (.npz) and the four figures; returns their paths.
+
+    X_examples: (k, n_visible) examples shown with their reconstructions.
+    tile_shape: (h, w) of one filter / example. value_range: pixel range of
+    the examples, or None to scale each one on its own. extra: arrays saved
+    with the model (e.g. a whitening matrix). info: JSON-compatible dict
+    saved with the hyperparameters (data description, ...); the tile shape
+    is added to it.
+    """
+    import plots  # matplotlib only when figures are written
+
+    paths = output_paths(out_dir, name)
+    del paths["summary"]
+    info = {"tile_shape": list(tile_shape), **(info or {})}
+    model.save(paths["model"], extra=extra, info=info)
+    plots.save_filter_grid(model.params_["W1"], paths["filters"], tile_shape)
+    plots.save_training_curve(model.history_, paths["training_curve"])
+    plots.save_rho_hat_histogram(summary["train"]["rho_hat"], paths["rho_hat"], rho=summary["train"]["rho"])
+    plots.save_reconstructions(X_examples, model.reconstruct(X_examples), paths["reconstructions"],
+                               tile_shape, value_range=value_range)
+    return paths
+
+
+def write_summary(text, path):
+    """Write the summary text atomically; returns the path."""
+    with atomic_write(path, mode="w") as handle:
+        handle.write(text + "\n")
+    return path
+
+
+def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0), extra=None,
+        info=None, callback=None, start_time=None, stream=None):
+    """Train on X_train, then summarize, save and draw; returns (model, summary, paths).
+
+    args: parsed options of ``add_training_arguments``. X_test: optional
+    held-out data for the summary (its first examples are also the ones
+    shown reconstructed; else X_train's). callback: passed to the optimizer
+    (return True to stop; the parameters reached are still saved).
+    start_time: ``time.perf_counter()`` at the script's start, for the wall
+    time (default: now).
+    """
+    stream = sys.stdout if stream is None else stream
+    start_time = time.perf_counter() if start_time is None else start_time
+    model = model_from_args(args)
+    print(f"Training {name}: {X_train.shape[0]} examples x {X_train.shape[1]} inputs -> "
+          f"{model.n_hidden} hidden units, {model.optimizer}, {model.penalty} penalty",
+          file=stream, flush=True)
+    train_start = time.perf_counter()
+    model.fit(X_train, callback=callback, progress=False if args.quiet else stream)
+    train_seconds = time.perf_counter() - train_start
+
+    summary = summarize(model, X_train, X_test)
+    shown = (X_test if X_test is not None else X_train)[:N_RECONSTRUCTIONS]
+    paths = write_outputs(model, summary, args.out_dir, name, tile_shape=tile_shape,
+                          X_examples=shown, value_range=value_range, extra=extra, info=info)
+    summary["train_seconds"] = train_seconds
+    summary["wall_seconds"] = time.perf_counter() - start_time
+    text = format_summary(summary)
+    paths["summary"] = write_summary(text, output_paths(args.out_dir, name)["summary"])
+    print(text, file=stream)
+    print("  wrote:            " + ", ".join(str(p) for p in paths.values()), file=stream, flush=True)
+    return model, summary, paths

@@ -1,0 +1,663 @@
+"""Training the sparse autoencoder: L-BFGS (the notes) and mini-batch Adam (the blog post).
+
+Functions
+---------
+    lbfgs(params, X, ...)      full-batch L-BFGS-B from SciPy over the packed parameters
+    adam(params, X, ...)       mini-batch Adam written out in NumPy
+    save_model(path, ...)      one .npz file: params, hyperparameters, history, extra arrays
+    load_model(path)           the inverse, with clear errors for files that are not ours
+    SparseAutoencoder          a thin estimator (fit / encode / reconstruct / save / load)
+
+Both optimizers
+---------------
+* validate X once (``check_X``) and convert it to the params' dtype once;
+* compute in the params' dtype (float32 or float64) end to end;
+* print a progress line at most every ``progress_every`` seconds (and at the
+  first and last step; less often if computing the line's cost parts would
+  take more than about 5% of the run): step, cost J and its reconstruction /
+  weight-decay / sparsity parts, mean rho_hat, elapsed time and an estimate
+  of time left;
+* call ``callback(step)`` after every step with a ``TrainingStep``; if it
+  returns True the run stops cleanly and the parameters reached so far are
+  returned (this is how a caller handles Ctrl-C: set a flag in a signal
+  handler, return it from the callback);
+* stop by themselves when the cost or gradient stops being finite, returning
+  the last parameters whose cost was finite (``history["status"] ==
+  "nonfinite"``);
+* return ``(params, history)``: the trained params (a new dict, the input is
+  not modified) and a dict with the cost per iteration or epoch for plotting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+import sparse_autoencoder as sae
+from atomic import atomic_write
+
+COST_KEYS = ("penalty", "rho", "beta", "lam", "decoder")
+OPTIMIZERS = ("lbfgs", "adam")
+
+
+# ---------------------------------------------------------------------------
+# Progress and per-step callbacks
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainingStep:
+    """What ``callback`` receives after each step.
+
+    optimizer: "lbfgs" or "adam"; iteration: L-BFGS iterations or Adam steps
+    done so far (1 after the first); epoch: Adam's current epoch (1-based;
+    None for L-BFGS); cost: J at ``params`` for L-BFGS, J on the mini-batch
+    just used for Adam; params: the current parameters (read them, copy them,
+    do not modify them); elapsed: seconds since the start.
+    """
+
+    optimizer: str
+    iteration: int
+    epoch: int | None
+    cost: float
+    params: dict
+    elapsed: float
+
+
+def format_duration(seconds):
+    """'42s', '3m05s' or '1h02m' for a number of seconds."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def format_terms(terms):
+    """'J 12.34 = recon 10.1 + decay 1.2 + sparsity 1.0, mean rho_hat 0.101'."""
+    return (
+        f"J {terms['cost']:.5g} = recon {terms['reconstruction']:.4g}"
+        f" + decay {terms['weight_decay']:.4g} + sparsity {terms['sparsity']:.4g},"
+        f" mean rho_hat {terms['mean_rho_hat']:.4g}"
+    )
+
+
+class Progress:
+    """Prints one progress line at most every ``every`` seconds.
+
+    ``due(step)`` says whether a line should be printed now: at the first
+    step, at the last one (``step == total``), and whenever the gap since the
+    previous line has passed. ``report(step, compute_terms)`` calls
+    ``compute_terms()`` (a forward pass: the cost parts) and prints the line.
+    The gap is ``every`` seconds, or 20 times the time ``compute_terms``
+    took if that is longer, so reporting never costs more than about 5% of
+    the run.
+    """
+
+    OVERHEAD_FACTOR = 20
+
+    def __init__(self, total, unit, *, every=2.0, stream=None, clock=time.perf_counter):
+        self.total, self.unit, self.every = total, unit, every
+        self.stream = stream if stream is not None else sys.stdout
+        self.clock = clock
+        self.start = clock()
+        self.last_print = None
+        self.gap = every
+
+    def elapsed(self):
+        return self.clock() - self.start
+
+    def due(self, step):
+        if self.last_print is None or step >= self.total:
+            return True
+        return self.clock() - self.last_print >= self.gap
+
+    def report(self, step, compute_terms, note=""):
+        before = self.clock()
+        terms = compute_terms()
+        self.gap = max(self.every, self.OVERHEAD_FACTOR * (self.clock() - before))
+        elapsed = self.elapsed()
+        eta = elapsed / step * (self.total - step) if step > 0 else float("nan")
+        eta_text = format_duration(eta) if math.isfinite(eta) else "?"
+        width = len(str(self.total))
+        print(
+            f"{self.unit} {step:>{width}}/{self.total}  {format_terms(terms)}{note}"
+            f"  [{format_duration(elapsed)} elapsed, ~{eta_text} left]",
+            file=self.stream, flush=True,
+        )
+        self.last_print = self.clock()
+
+
+def _make_progress(progress, total, unit, every):
+    if progress is False or progress is None:
+        return None
+    stream = None if progress is True else progress
+    return Progress(total, unit, every=every, stream=stream)
+
+
+# ---------------------------------------------------------------------------
+# Argument checks shared by the optimizers
+# ---------------------------------------------------------------------------
+
+
+def _cost_kwargs(penalty, rho, beta, lam, decoder):
+    sae._check_choice("penalty", penalty, sae.PENALTIES)
+    sae._check_choice("decoder", decoder, sae.DECODERS)
+    sae.check_hyperparameters(rho=rho, beta=beta, lam=lam)
+    return {"penalty": penalty, "rho": float(rho), "beta": float(beta),
+            "lam": float(lam), "decoder": decoder}
+
+
+def _check_positive_real(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name}: expected a finite real number, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_unit_interval(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _check_callable(name, value):
+    if value is not None and not callable(value):
+        raise TypeError(f"{name}: expected a callable or None, got {type(value).__name__}")
+    return value
+
+
+def _as_2d(name, X):
+    """X as an array, raising a clear error unless it is 2-D (rows are examples)."""
+    try:
+        X = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name}: expected a 2-D array of numbers, got {type(X).__name__}") from exc
+    if X.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (m, n_visible), got shape {X.shape}")
+    return X
+
+
+def _copy_params(params):
+    return {name: np.array(params[name], copy=True) for name in sae.PARAM_NAMES}
+
+
+def _all_finite(cost, grads):
+    return math.isfinite(cost) and all(np.isfinite(grads[name]).all() for name in sae.PARAM_NAMES)
+
+
+# ---------------------------------------------------------------------------
+# L-BFGS
+# ---------------------------------------------------------------------------
+
+
+class _StopRequested(Exception):
+    """Raised inside SciPy's loop to leave it between iterations."""
+
+
+def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
+          decoder="sigmoid", callback=None, progress=True, progress_every=2.0, maxcor=10):
+    """Minimize J over all of X with SciPy's L-BFGS-B (the notes used minFunc's L-BFGS).
+
+    params: initial params (see ``sparse_autoencoder.init_params``); their
+        dtype is the dtype of the computation. They are not modified.
+    X: (m, n_visible) training data, checked and converted once.
+    max_iter: at most this many L-BFGS iterations (the notes: 400). SciPy may
+        stop earlier when its tolerances are met; history says why.
+    penalty, rho, beta, lam, decoder: as in ``cost_and_grad``.
+    callback: called as ``callback(TrainingStep)`` after each iteration;
+        return True to stop (the params of that iteration are returned).
+    progress: True (print to stdout), a file object, or False/None (silent).
+    maxcor: number of correction pairs L-BFGS keeps (SciPy's default 10).
+
+    L-BFGS-B works on float64 vectors theta = pack(params). Each evaluation
+    converts theta to the params' dtype, calls ``cost_and_grad`` and hands
+    SciPy the gradient as float64, so float32 training computes in float32.
+
+    Returns (params, history); history has "iteration" (0 = the start),
+    "cost" (J at each iteration), "elapsed" (seconds), "status" ("done",
+    "stopped" or "nonfinite"), "message" (SciPy's or ours), "n_evaluations".
+    """
+    from scipy.optimize import minimize  # scipy only where L-BFGS is used
+
+    params = sae.check_params(params)
+    cost_kwargs = _cost_kwargs(penalty, rho, beta, lam, decoder)
+    max_iter = sae._check_count("max_iter", max_iter)
+    maxcor = sae._check_count("maxcor", maxcor)
+    _check_callable("callback", callback)
+    X = sae.check_X(X, params, decoder)          # once: checked, in the params' dtype
+    dtype = params["W1"].dtype
+    n_hidden, n_visible = params["W1"].shape
+
+    def as_params(theta):
+        return sae.unpack(theta.astype(dtype, copy=True), n_visible, n_hidden)
+
+    last = {"theta": None, "cost": None}         # the latest evaluation, reused by the callback
+    n_evaluations = 0
+
+    def fun(theta):
+        nonlocal n_evaluations
+        n_evaluations += 1
+        cost, grads = sae.cost_and_grad(as_params(theta), X, **cost_kwargs)
+        if not _all_finite(cost, grads):
+            raise FloatingPointError(f"the cost or gradient became {cost} at evaluation {n_evaluations}")
+        last["theta"], last["cost"] = theta.copy(), cost
+        return cost, sae.pack(grads).astype(np.float64)
+
+    def cost_at(theta):
+        if last["theta"] is not None and np.array_equal(theta, last["theta"]):
+            return last["cost"]
+        return sae.cost_terms(as_params(theta), X, **cost_kwargs)["cost"]
+
+    reporter = _make_progress(progress, max_iter, "iter", progress_every)
+    start = time.perf_counter()
+    theta0 = sae.pack(params).astype(np.float64)
+    history = {"optimizer": "lbfgs", "iteration": [0], "cost": [], "elapsed": [0.0],
+               "status": "done", "message": "", "n_evaluations": 0}
+    best = {"theta": theta0}                      # the latest accepted iterate
+    terms0 = sae.cost_terms(params, X, **cost_kwargs)
+    history["cost"].append(terms0["cost"])
+    if reporter is not None:
+        reporter.report(0, lambda: terms0)
+
+    def on_iteration(theta):
+        iteration = len(history["iteration"])
+        cost = cost_at(theta)
+        elapsed = time.perf_counter() - start
+        best["theta"] = theta.copy()
+        history["iteration"].append(iteration)
+        history["cost"].append(cost)
+        history["elapsed"].append(elapsed)
+        current = None
+        if reporter is not None and reporter.due(iteration):
+            current = as_params(theta)
+            reporter.report(iteration, lambda: sae.cost_terms(current, X, **cost_kwargs))
+        if callback is not None:
+            current = current if current is not None else as_params(theta)
+            if callback(TrainingStep("lbfgs", iteration, None, cost, current, elapsed)):
+                raise _StopRequested
+
+    try:
+        result = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=on_iteration,
+                          options={"maxiter": max_iter, "maxcor": maxcor})
+        theta = result.x
+        history["message"] = str(result.message)
+        if not np.array_equal(theta, best["theta"]):
+            # SciPy returned a point other than the last iterate (rare): record it.
+            history["iteration"].append(len(history["iteration"]))
+            history["cost"].append(float(result.fun))
+            history["elapsed"].append(time.perf_counter() - start)
+    except _StopRequested:
+        theta = best["theta"]
+        history["status"], history["message"] = "stopped", "stopped by the callback"
+    except FloatingPointError as exc:
+        theta = best["theta"]
+        history["status"], history["message"] = "nonfinite", str(exc)
+    history["n_evaluations"] = n_evaluations
+    trained = as_params(theta)
+    if reporter is not None and history["status"] == "done" and reporter.last_print is not None:
+        final_iteration = history["iteration"][-1]
+        if final_iteration < max_iter:                 # finished early: say so once
+            reporter.report(final_iteration, lambda: sae.cost_terms(trained, X, **cost_kwargs),
+                            note=f"  ({history['message']})")
+    return trained, history
+
+
+# ---------------------------------------------------------------------------
+# Adam
+# ---------------------------------------------------------------------------
+
+
+def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.999,
+         eps=1e-8, rng=None, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
+         decoder="sigmoid", callback=None, progress=True, progress_every=2.0):
+    """Mini-batch Adam (Kingma and Ba), written out in NumPy.
+
+    Each epoch visits the m rows of X in a new random order (``rng``: a
+    Generator or seed; the same seed gives the same run) in batches of
+    ``batch_size`` rows (the last one may be smaller). Each step computes
+    ``cost_and_grad`` on the batch and updates every parameter p with its
+    gradient g:
+        mo = beta1 mo + (1 - beta1) g          first moment
+        ve = beta2 ve + (1 - beta2) g^2        second moment
+        p  = p - lr * (mo / (1 - beta1^t)) / (sqrt(ve / (1 - beta2^t)) + eps)
+
+    On a mini-batch, rho_hat is the mean activation of each hidden unit over
+    the rows of that batch, not over all m examples: the KL term and its
+    gradient are those of the batch, a noisy (and, KL being nonlinear,
+    slightly biased) estimate of the full-batch ones; the smaller the batch
+    the noisier. The L1 penalty is a plain mean over examples, so its batch
+    estimate is unbiased.
+
+    Other arguments as ``lbfgs``. Returns (params, history); history has
+    "epoch" (0 = the start) with "cost" (J on all of X at the end of each
+    epoch) and "elapsed", "step_cost" (J on each mini-batch),
+    "steps_per_epoch", "status" and "message".
+    """
+    params = sae.check_params(params)
+    cost_kwargs = _cost_kwargs(penalty, rho, beta, lam, decoder)
+    lr = _check_positive_real("lr", lr)
+    eps = _check_positive_real("eps", eps)
+    beta1 = _check_unit_interval("beta1", beta1)
+    beta2 = _check_unit_interval("beta2", beta2)
+    batch_size = sae._check_count("batch_size", batch_size)
+    epochs = sae._check_count("epochs", epochs)
+    _check_callable("callback", callback)
+    rng = sae.as_generator(rng)
+    X = sae.check_X(X, params, decoder)          # once: checked, in the params' dtype
+    m = X.shape[0]
+    steps_per_epoch = math.ceil(m / batch_size)
+    total_steps = epochs * steps_per_epoch
+
+    params = _copy_params(params)
+    first_moment = {name: np.zeros_like(p) for name, p in params.items()}
+    second_moment = {name: np.zeros_like(p) for name, p in params.items()}
+    reporter = _make_progress(progress, total_steps, "step", progress_every)
+    start = time.perf_counter()
+    history = {"optimizer": "adam", "epoch": [0], "cost": [], "elapsed": [0.0],
+               "step_cost": [], "steps_per_epoch": steps_per_epoch,
+               "status": "done", "message": f"{epochs} epochs"}
+    terms0 = sae.cost_terms(params, X, **cost_kwargs)
+    history["cost"].append(terms0["cost"])
+    if reporter is not None:
+        reporter.report(0, lambda: terms0, note="  (all examples)")
+
+    last_finite = params
+    t = 0
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(m)
+        for start_row in range(0, m, batch_size):
+            batch = X[order[start_row:start_row + batch_size]]      # (<= batch_size, n_visible)
+            cost, grads = sae.cost_and_grad(params, batch, **cost_kwargs)
+            if not _all_finite(cost, grads):
+                history["status"] = "nonfinite"
+                history["message"] = (f"the cost or gradient became {cost} at step {t + 1} "
+                                      f"(epoch {epoch}); try a smaller learning rate")
+                return last_finite, _finish_epoch(history, None, start)
+            last_finite = params
+            history["step_cost"].append(cost)
+            t += 1
+            params = _adam_update(params, grads, first_moment, second_moment,
+                                  t, lr, beta1, beta2, eps)
+            elapsed = time.perf_counter() - start
+            if reporter is not None and reporter.due(t):
+                reporter.report(t, lambda: sae.cost_terms(params, batch, **cost_kwargs),
+                                note=f"  (epoch {epoch}, mini-batch)")
+            if callback is not None and callback(
+                    TrainingStep("adam", t, epoch, cost, params, elapsed)):
+                history["status"], history["message"] = "stopped", "stopped by the callback"
+                return params, _finish_epoch(history, None, start)
+        full_cost = sae.cost_terms(params, X, **cost_kwargs)["cost"]
+        if not math.isfinite(full_cost):
+            history["status"] = "nonfinite"
+            history["message"] = f"the cost on all examples became {full_cost} after epoch {epoch}"
+            return last_finite, _finish_epoch(history, None, start)
+        _finish_epoch(history, full_cost, start)
+    return params, history
+
+
+def _finish_epoch(history, full_cost, start):
+    if full_cost is not None:
+        history["epoch"].append(len(history["epoch"]))
+        history["cost"].append(full_cost)
+        history["elapsed"].append(time.perf_counter() - start)
+    return history
+
+
+def _adam_update(params, grads, first_moment, second_moment, t, lr, beta1, beta2, eps):
+    """One Adam step; returns new parameter arrays (the old ones stay intact)."""
+    correction1 = 1 - beta1 ** t
+    correction2 = 1 - beta2 ** t
+    updated = {}
+    for name in sae.PARAM_NAMES:
+        g = grads[name]
+        mo, ve = first_moment[name], second_moment[name]
+        mo *= beta1
+        mo += (1 - beta1) * g
+        ve *= beta2
+        ve += (1 - beta2) * g * g
+        denominator = np.sqrt(ve / correction2)
+        denominator += eps
+        updated[name] = params[name] - (lr / correction1) * mo / denominator
+    return updated
+
+
+# ---------------------------------------------------------------------------
+# Saving and loading models
+# ---------------------------------------------------------------------------
+
+FORMAT_VERSION = 1
+_EXTRA_PREFIX = "extra_"
+
+
+def save_model(path, params, hyperparameters, *, history=None, extra=None):
+    """Write one .npz file atomically (temporary file, then ``os.replace``).
+
+    Contents: ``format_version``; the params W1, b1, W2, b2 (exact bits);
+    ``hyperparameters`` and ``history`` as JSON text (dicts of JSON types:
+    str, int, float, bool, None, lists; floats round-trip exactly); every
+    array of the dict ``extra`` (e.g. a ZCA whitening matrix and mean) under
+    its name. Returns the path.
+    """
+    params = sae.check_params(params)
+    if not isinstance(hyperparameters, dict):
+        raise TypeError(f"hyperparameters: expected a dict, got {type(hyperparameters).__name__}")
+    extra = {} if extra is None else extra
+    if not isinstance(extra, dict) or not all(isinstance(k, str) and k.isidentifier() for k in extra):
+        raise TypeError("extra: expected a dict mapping identifier names to arrays")
+    arrays = {
+        "format_version": np.array(FORMAT_VERSION),
+        "hyperparameters": np.array(_to_json("hyperparameters", hyperparameters)),
+        "history": np.array(_to_json("history", history)),
+    }
+    arrays.update({name: params[name] for name in sae.PARAM_NAMES})
+    for name, value in extra.items():
+        value = np.asarray(value)
+        if value.dtype == object:
+            raise TypeError(f"extra['{name}']: expected a numeric or string array, got dtype object")
+        arrays[_EXTRA_PREFIX + name] = value
+    with atomic_write(path) as handle:
+        np.savez(handle, **arrays)
+    return Path(path)
+
+
+def load_model(path):
+    """Read a file written by ``save_model``: returns (params, hyperparameters, history, extra).
+
+    Raises FileNotFoundError if there is no file, and ValueError naming the
+    file when it is not a model of ours: not an .npz, truncated, another
+    format version, missing keys, or params whose shapes disagree with each
+    other or with the saved n_visible / n_hidden.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path}: no such file")
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+            contents = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(f"model file {path}: not a readable .npz model file ({exc})") from exc
+    if "format_version" not in contents:
+        raise ValueError(f"model file {path}: no format_version, so not a model saved by save_model")
+    version = contents["format_version"]
+    if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
+        raise ValueError(f"model file {path}: format version {version.tolist()!r}, "
+                         f"expected {FORMAT_VERSION}")
+    missing = [key for key in (*sae.PARAM_NAMES, "hyperparameters", "history") if key not in contents]
+    if missing:
+        raise ValueError(f"model file {path}: missing {', '.join(missing)}")
+    hyperparameters = _from_json(path, "hyperparameters", contents["hyperparameters"])
+    history = _from_json(path, "history", contents["history"])
+    if not isinstance(hyperparameters, dict):
+        raise ValueError(f"model file {path}: hyperparameters is not a dict")
+    params = {name: contents[name] for name in sae.PARAM_NAMES}
+    try:
+        sae.check_params(params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"model file {path}: {exc}") from exc
+    n_hidden, n_visible = params["W1"].shape
+    for name, actual in (("n_visible", n_visible), ("n_hidden", n_hidden)):
+        if name in hyperparameters and hyperparameters[name] != actual:
+            raise ValueError(f"model file {path}: hyperparameters say {name}={hyperparameters[name]}, "
+                             f"but W1 has shape {params['W1'].shape}")
+    extra = {key[len(_EXTRA_PREFIX):]: value for key, value in contents.items()
+             if key.startswith(_EXTRA_PREFIX)}
+    return params, hyperparameters, history, extra
+
+
+def _to_json(name, value):
+    try:
+        return json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected JSON-compatible values (str, int, float, bool, None, "
+                        f"lists, dicts), {exc}") from exc
+
+
+def _from_json(path, name, array):
+    if array.shape != () or array.dtype.kind != "U":
+        raise ValueError(f"model file {path}: {name} is not JSON text")
+    try:
+        return json.loads(str(array))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"model file {path}: {name} is not valid JSON ({exc})") from exc
+
+
+# ---------------------------------------------------------------------------
+# The estimator
+# ---------------------------------------------------------------------------
+
+
+class SparseAutoencoder:
+    """A thin estimator over ``init_params``, ``lbfgs``/``adam``, ``encode``/``decode``.
+
+        model = SparseAutoencoder(196, rho=0.1, lam=3e-3).fit(X)   # X (m, n_visible)
+        A2 = model.encode(X)            # (m, n_hidden)
+        X_hat = model.reconstruct(X)    # (m, n_visible)
+        model.save("model.npz"); model = SparseAutoencoder.load("model.npz")
+
+    Hyperparameters (defaults: those of ``cost_and_grad``, L-BFGS 400):
+    n_hidden; penalty "kl"/"l1"/"none"; rho; beta; lam; decoder
+    "sigmoid"/"linear"; optimizer "lbfgs"/"adam"; max_iter (L-BFGS); lr,
+    batch_size, epochs (Adam); seed (initialization and Adam's shuffling);
+    dtype float64/float32. After ``fit``: ``params_``, ``history_``,
+    ``n_visible_``. ``extra_`` holds arrays saved alongside and ``info_`` a
+    JSON dict saved alongside (both empty by default).
+    """
+
+    def __init__(self, n_hidden, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
+                 decoder="sigmoid", optimizer="lbfgs", max_iter=400, lr=1e-3,
+                 batch_size=128, epochs=10, seed=0, dtype="float64"):
+        self.n_hidden = sae._check_count("n_hidden", n_hidden)
+        _cost_kwargs(penalty, rho, beta, lam, decoder)
+        self.penalty, self.rho, self.beta, self.lam = penalty, float(rho), float(beta), float(lam)
+        self.decoder = decoder
+        self.optimizer = sae._check_choice("optimizer", optimizer, OPTIMIZERS)
+        self.max_iter = sae._check_count("max_iter", max_iter)
+        self.lr = _check_positive_real("lr", lr)
+        self.batch_size = sae._check_count("batch_size", batch_size)
+        self.epochs = sae._check_count("epochs", epochs)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed: expected a non-negative integer, got {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+        self.seed = int(seed)
+        self.dtype = sae._check_dtype("dtype", dtype).name
+        self.params_ = None
+        self.history_ = None
+        self.n_visible_ = None
+        self.extra_ = {}
+        self.info_ = {}
+
+    def hyperparameters(self):
+        """The constructor's arguments (and n_visible once fitted), JSON-compatible."""
+        values = {
+            "n_hidden": self.n_hidden, "penalty": self.penalty, "rho": self.rho,
+            "beta": self.beta, "lam": self.lam, "decoder": self.decoder,
+            "optimizer": self.optimizer, "max_iter": self.max_iter, "lr": self.lr,
+            "batch_size": self.batch_size, "epochs": self.epochs, "seed": self.seed,
+            "dtype": self.dtype,
+        }
+        if self.n_visible_ is not None:
+            values["n_visible"] = self.n_visible_
+        return values
+
+    def cost_kwargs(self):
+        return {key: getattr(self, key) for key in COST_KEYS}
+
+    def fit(self, X, *, callback=None, progress=True, progress_every=2.0):
+        """Initialize (seeded) and train on X (m, n_visible); returns self."""
+        X = _as_2d("X", X)
+        rng = np.random.default_rng(self.seed)
+        params = sae.init_params(X.shape[1], self.n_hidden, rng=rng, dtype=self.dtype)
+        common = dict(callback=callback, progress=progress, progress_every=progress_every,
+                      **self.cost_kwargs())
+        if self.optimizer == "lbfgs":
+            params, history = lbfgs(params, X, max_iter=self.max_iter, **common)
+        else:
+            params, history = adam(params, X, lr=self.lr, batch_size=self.batch_size,
+                                   epochs=self.epochs, rng=rng, **common)
+        self.params_, self.history_, self.n_visible_ = params, history, X.shape[1]
+        return self
+
+    def _fitted_params(self):
+        if self.params_ is None:
+            raise RuntimeError("this SparseAutoencoder is not fitted yet: call fit(X) or load(path)")
+        return self.params_
+
+    def encode(self, X):
+        """Hidden activations a2, (m, n_hidden)."""
+        return sae.encode(self._fitted_params(), X)
+
+    def reconstruct(self, X):
+        """a3 = decode(encode(X)), (m, n_visible)."""
+        params = self._fitted_params()
+        return sae.decode(params, sae.encode(params, X), decoder=self.decoder)
+
+    def cost_terms(self, X):
+        """The parts of J on X (see ``sparse_autoencoder.cost_terms``)."""
+        return sae.cost_terms(self._fitted_params(), X, **self.cost_kwargs())
+
+    def save(self, path, extra=None, info=None):
+        """Save params, hyperparameters, history and arrays (``save_model``).
+
+        extra: arrays to save besides ``extra_`` (e.g. a whitening matrix);
+        info: a JSON-compatible dict (data description, tile shape, ...)
+        saved under hyperparameters["info"], read back as ``info_``.
+        """
+        extra = {**self.extra_, **(extra or {})}
+        hyperparameters = self.hyperparameters()
+        info = {**self.info_, **(info or {})}
+        if info:
+            hyperparameters["info"] = info
+        return save_model(path, self._fitted_params(), hyperparameters,
+                          history=self.history_, extra=extra)
+
+    @classmethod
+    def load(cls, path):
+        """A fitted estimator from a file written by ``save``."""
+        params, hyperparameters, history, extra = load_model(path)
+        known = {key: hyperparameters[key] for key in (
+            "penalty", "rho", "beta", "lam", "decoder", "optimizer", "max_iter", "lr",
+            "batch_size", "epochs", "seed", "dtype") if key in hyperparameters}
+        try:
+            model = cls(hyperparameters.get("n_hidden", params["W1"].shape[0]), **known)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"model file {path}: bad hyperparameters ({exc})") from exc
+        if np.dtype(model.dtype) != params["W1"].dtype:
+            raise ValueError(f"model file {path}: hyperparameters say dtype {model.dtype}, "
+                             f"params are {params['W1'].dtype}")
+        model.params_, model.history_ = params, history
+        model.n_visible_ = params["W1"].shape[1]
+        model.extra_ = extra
+        model.info_ = hyperparameters.get("info") or {}
+        return model

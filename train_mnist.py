@@ -1,0 +1,71 @@
+"""Train the sparse autoencoder on MNIST: UFLDL's Vectorization exercise by default.
+
+    python train_mnist.py --data-dir ../shared/data/mnist
+
+Defaults: the first 10,000 training images (pixels in [0, 1]), 784 -> 196,
+KL penalty with rho 0.1 and beta 3, lambda 3e-3, sigmoid decoder, L-BFGS for
+400 iterations, seed 0. The blog post's variant (L1 penalty, mini-batch
+Adam):
+
+    python train_mnist.py --penalty l1 --optimizer adam
+
+Writes to --out-dir: mnist_model.npz (load it with
+``train.SparseAutoencoder.load``), mnist_filters.png, mnist_training_curve.png,
+mnist_rho_hat.png, mnist_reconstructions.png and mnist_summary.txt; prints
+the summary (final cost and its parts, reconstruction MSE on the training
+images and on the test images, mean rho_hat against rho, dead units, wall
+time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import experiment
+import mnist
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Train a sparse autoencoder on MNIST digits (defaults: UFLDL's "
+                    "Vectorization exercise, 784 -> 196, L-BFGS 400 iterations).",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", type=Path, default=Path("data/mnist"),
+                      help="folder with the four MNIST IDX files (raw or .gz); missing files are "
+                           "downloaded into it (default data/mnist)")
+    data.add_argument("--examples", type=experiment.positive_int, default=10_000,
+                      help="train on the first N training images, at most 60000 (default 10000)")
+    data.add_argument("--test-examples", type=experiment.positive_int, default=10_000,
+                      help="measure reconstruction error on the first N test images, at most "
+                           "10000 (default 10000)")
+    experiment.add_training_arguments(parser, hidden=196, rho=0.1, lam=3e-3, iters=400,
+                                      out_dir="runs/mnist")
+    return parser
+
+
+def main(argv=None):
+    start_time = time.perf_counter()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option, value, available in (("--examples", args.examples, 60_000),
+                                     ("--test-examples", args.test_examples, 10_000)):
+        if value > available:
+            parser.error(f"{option}: MNIST has {available} images in that split, got {value}")
+    try:
+        X_train, _ = mnist.load_mnist(args.data_dir, "train", n=args.examples, dtype=args.dtype)
+        X_test, _ = mnist.load_mnist(args.data_dir, "test", n=args.test_examples, dtype=args.dtype)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    info = {"data": f"MNIST, first {args.examples} training images, pixels / 255"}
+    experiment.run(args, X_train, X_test, name="mnist", tile_shape=(28, 28),
+                   value_range=(0.0, 1.0), info=info, start_time=start_time)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
