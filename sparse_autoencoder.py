@@ -364,7 +364,7 @@ def check_params(params) -> dict:
 
     Expected: a dict with exactly the keys W1, b1, W2, b2; 2-D W1
     (n_hidden, n_visible), W2 (n_visible, n_hidden), 1-D b1 (n_hidden,),
-    b2 (n_visible,); all of one dtype, float32 or float64.
+    b2 (n_visible,); all of one dtype, float32 or float64; all finite.
     """
     if not isinstance(params, dict):
         raise TypeError(
@@ -399,7 +399,24 @@ def check_params(params) -> dict:
             raise TypeError(
                 f"params['{name}']: expected dtype {dtype} like W1, got {params[name].dtype}"
             )
+        if not _all_finite(params[name]):
+            raise ValueError(
+                f"params['{name}']: expected finite values, found NaN or infinity "
+                f"(parameters from a run that diverged?)"
+            )
     return params
+
+
+def _all_finite(A):
+    """True if every value of the float array A is finite.
+
+    One sum first (a single fast pass; NaN and infinity propagate into it),
+    and the exact elementwise test only when the sum is not finite, which a
+    sum of huge but finite values can also be.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = A.sum()
+    return bool(np.isfinite(total)) or bool(np.isfinite(A).all())
 
 
 def check_X(X, params, decoder="sigmoid"):
@@ -434,10 +451,18 @@ def _check_matrix(name, A, width, dtype, decoder=None):
     if decoder == "sigmoid" and (lo < 0 or hi > 1):
         raise ValueError(
             f"{name}: the sigmoid decoder needs values in [0, 1], got values in "
-            f"[{lo:.4g}, {hi:.4g}]; rescale the data (e.g. divide pixels by 255) "
-            f"or use decoder='linear'"
+            f"[{lo:.4g}, {hi:.4g}]; {_rescale_hint(lo, hi)}"
         )
     return A
+
+
+def _rescale_hint(lo, hi):
+    """What to do about data outside [0, 1] for the sigmoid decoder."""
+    if lo >= 0 and 1 < hi <= 255:
+        return ("if these are 0-255 pixel values, divide them by 255; otherwise rescale "
+                "into [0, 1] or use decoder='linear'")
+    return ("rescale the data into [0, 1] (for image patches, "
+            "patches.normalize_for_sigmoid) or use decoder='linear'")
 
 
 def _check_call(params, X, penalty, rho, beta, lam, decoder):
@@ -446,13 +471,17 @@ def _check_call(params, X, penalty, rho, beta, lam, decoder):
     _check_choice("decoder", decoder, DECODERS)
     check_hyperparameters(rho=rho, beta=beta, lam=lam)
     X = check_X(X, params, decoder)
+    smallest = np.finfo(X.dtype).tiny
+    if rho < smallest:
+        raise ValueError(f"rho: expected at least {smallest:.3g} (the smallest normal "
+                         f"{X.dtype} number), got {rho!r}")
     return params, X, float(rho), float(beta), float(lam)
 
 
 def check_hyperparameters(*, rho, beta, lam):
     """Raise unless 0 < rho < 1, beta >= 0 and lam >= 0 (all finite reals)."""
     for name, value in (("rho", rho), ("beta", beta), ("lam", lam)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite_real(value):
             raise TypeError(f"{name}: expected a finite real number, got {value!r}")
     if not 0 < rho < 1:
         raise ValueError(f"rho: expected a target activation strictly between 0 and 1, got {rho!r}")
@@ -460,6 +489,14 @@ def check_hyperparameters(*, rho, beta, lam):
         raise ValueError(f"beta: expected a sparsity weight >= 0, got {beta!r}")
     if lam < 0:
         raise ValueError(f"lam: expected a weight decay >= 0, got {lam!r}")
+
+
+def _finite_real(value):
+    """True if the real number ``value`` is finite as a float (False for 10**400, too)."""
+    try:
+        return np.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _check_choice(name, value, allowed):
