@@ -61,6 +61,9 @@ def diagnostics(params, X, *, decoder="sigmoid", rho=None, threshold=ACTIVE_THRE
     sae._check_choice("decoder", decoder, sae.DECODERS)
     X = sae.check_X(X, params, decoder)
     block_size = sae._check_count("block_size", block_size)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
+            or not 0 <= threshold < 1:
+        raise ValueError(f"threshold: expected an activation level in [0, 1), got {threshold!r}")
     m, n_visible = X.shape
     n_hidden = params["W1"].shape[0]
 

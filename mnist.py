@@ -255,11 +255,18 @@ def load_mnist(data_dir, split="train", n=None, dtype=np.float64, *, download_mi
     [0, 1], one image per row in row-major 28 x 28 order; labels (n,) int64
     in 0..9.
     """
-    if split not in SPLITS:
+    if not isinstance(split, str) or split not in SPLITS:
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype: expected a float dtype such as float64, got {dtype!r}") from exc
     if dtype.kind != "f":
         raise TypeError(f"dtype: expected a float dtype, got {dtype}")
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"data_dir: expected a folder path (str or pathlib.Path), got {data_dir!r}")
+    if Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise ValueError(f"data_dir: {data_dir} is a file, expected the folder that holds the MNIST files")
     image_name, label_name = SPLITS[split]
     paths = ensure_files(data_dir, (image_name, label_name),
                          download_missing=download_missing, fetcher=fetcher)

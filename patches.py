@@ -18,6 +18,8 @@ is the patch as it sat in the image.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 
 import numpy as np
@@ -68,7 +70,9 @@ def load_grey_image(path) -> np.ndarray:
 
 
 def load_images(paths=None) -> list:
-    """Greyscale images from ``paths``, or matplotlib's sample photograph."""
+    """Greyscale images from ``paths`` (a list of paths, or one path), or matplotlib's sample photograph."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     if not paths:
         paths = [default_image_path()]
     return [load_grey_image(path) for path in paths]
@@ -88,8 +92,10 @@ def whitening_filter(shape, cutoff=0.4) -> np.ndarray:
     amplitude spectrum of natural images; the exponential rolls off the
     highest frequencies, where noise and aliasing live.
     """
-    if not (np.isfinite(cutoff) and cutoff > 0):
-        raise ValueError(f"cutoff: expected a positive frequency in cycles per pixel, got {cutoff!r}")
+    _check_positive("cutoff", cutoff, "a frequency in cycles per pixel")
+    if (not isinstance(shape, tuple) or len(shape) != 2
+            or not all(isinstance(n, numbers.Integral) and n >= 1 for n in shape)):
+        raise ValueError(f"shape: expected (height, width), two positive integers, got {shape!r}")
     fy = np.fft.fftfreq(shape[0])[:, None]          # (H, 1)
     fx = np.fft.fftfreq(shape[1])[None, :]          # (1, W)
     f = np.hypot(fy, fx)                            # |f|, (H, W)
@@ -98,6 +104,7 @@ def whitening_filter(shape, cutoff=0.4) -> np.ndarray:
 
 def whiten_image(image, cutoff=0.4) -> np.ndarray:
     """One image through the whitening filter: real part of ifft2(fft2(image) * W)."""
+    image = _check_image("image", image)
     spectrum = np.fft.fft2(image) * whitening_filter(image.shape, cutoff)
     return np.fft.ifft2(spectrum).real
 
@@ -108,6 +115,8 @@ def whiten_images(images, cutoff=0.4, variance=0.1) -> list:
     One scale factor for all images, as in Olshausen and Field's recipe, so
     that their relative contrast is kept.
     """
+    images = _check_images(images)
+    _check_positive("variance", variance, "a variance")
     whitened = [whiten_image(image, cutoff) for image in images]
     total = sum(float(np.sum(w ** 2)) for w in whitened)
     count = sum(w.size for w in whitened)
@@ -136,8 +145,7 @@ def sample_patches(images, n_patches, size, rng=None) -> np.ndarray:
         raise ValueError(f"n_patches: expected a positive integer, got {n_patches!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size: expected a positive integer patch side, got {size!r}")
-    if not images:
-        raise ValueError("images: expected at least one image")
+    images = _check_images(images)
     for image in images:
         if image.ndim != 2 or min(image.shape) < size:
             raise ValueError(
@@ -164,6 +172,7 @@ def normalize_for_sigmoid(patches) -> np.ndarray:
     4. map [-1, 1] to [0.1, 0.9] with (p + 1) * 0.4 + 0.1.
     Input and output are (n_patches, n_pixels).
     """
+    patches = _check_patches("patches", patches)
     centred = patches - patches.mean(axis=1, keepdims=True)     # (n_patches, n_pixels)
     limit = 3 * centred.std()
     if not limit > 0:
@@ -182,8 +191,11 @@ def fit_zca(patches, epsilon=0.1):
     matrix; ``apply_zca`` computes (X - mean) @ W_zca. epsilon regularizes the
     smallest eigenvalues (UFLDL's linear-decoder exercise uses 0.1).
     """
-    if not (np.isfinite(epsilon) and epsilon >= 0):
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+        raise TypeError(f"epsilon: expected a finite number >= 0, got {epsilon!r}")
+    if not (math.isfinite(epsilon) and epsilon >= 0):
         raise ValueError(f"epsilon: expected a finite number >= 0, got {epsilon!r}")
+    patches = _check_patches("patches", patches)
     mean_patch = patches.mean(axis=0)                            # (n_pixels,)
     centred = patches - mean_patch
     sigma = centred.T @ centred / patches.shape[0]               # (n_pixels, n_pixels)
@@ -197,4 +209,72 @@ def fit_zca(patches, epsilon=0.1):
 
 def apply_zca(patches, mean_patch, W_zca) -> np.ndarray:
     """(patches - mean_patch) @ W_zca, shape (n_patches, n_pixels)."""
+    patches = _check_patches("patches", patches)
+    n_pixels = patches.shape[1]
+    mean_patch = np.asarray(mean_patch)
+    W_zca = np.asarray(W_zca)
+    if mean_patch.shape != (n_pixels,):
+        raise ValueError(f"mean_patch: expected shape ({n_pixels},) to match patches "
+                         f"{patches.shape}, got {mean_patch.shape}")
+    if W_zca.shape != (n_pixels, n_pixels):
+        raise ValueError(f"W_zca: expected shape ({n_pixels}, {n_pixels}) to match patches "
+                         f"{patches.shape}, got {W_zca.shape}")
     return (patches - mean_patch) @ W_zca
+
+
+# ---------------------------------------------------------------------------
+# Validation: clear errors at the entry points
+# ---------------------------------------------------------------------------
+
+
+def _check_positive(name, value, what):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {what} > 0, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected {what} > 0, got {value!r}")
+    return float(value)
+
+
+def _check_real_array(name, value, what):
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:          # ragged lists and the like
+        raise TypeError(f"{name}: expected {what}, got {type(value).__name__}") from exc
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected {what} of real numbers, got dtype {array.dtype}")
+    return array
+
+
+def _check_image(name, image):
+    """One greyscale image as a finite 2-D float64 array, or raise."""
+    image = _check_real_array(name, image, "a 2-D greyscale image")
+    if image.ndim != 2 or min(image.shape) < 1:
+        raise ValueError(f"{name}: expected a 2-D greyscale image (height, width), got shape {image.shape}")
+    image = image.astype(np.float64, copy=False)
+    if not np.isfinite(image).all():
+        raise ValueError(f"{name}: expected finite values, found NaN or infinity")
+    return image
+
+
+def _check_images(images):
+    """A list of greyscale images (or a stack (k, H, W)) as a list of 2-D float64 arrays."""
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = list(images)
+    if isinstance(images, np.ndarray) and images.ndim == 2:
+        raise TypeError("images: expected a list of 2-D images, got one 2-D array; pass [image]")
+    if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, (list, tuple)):
+        raise TypeError(f"images: expected a list of 2-D images, got {type(images).__name__}")
+    if not images:
+        raise ValueError("images: expected at least one image, got an empty list")
+    return [_check_image(f"images[{k}]", image) for k, image in enumerate(images)]
+
+
+def _check_patches(name, patches):
+    """Patches as a finite 2-D float64 array (n_patches >= 1, n_pixels >= 1), or raise."""
+    patches = _check_real_array(name, patches, "a 2-D array (n_patches, n_pixels)")
+    if patches.ndim != 2 or min(patches.shape) < 1:
+        raise ValueError(f"{name}: expected a 2-D array (n_patches, n_pixels), got shape {patches.shape}")
+    patches = patches.astype(np.float64, copy=False)
+    if not np.isfinite(patches).all():
+        raise ValueError(f"{name}: expected finite values, found NaN or infinity")
+    return patches
