@@ -34,7 +34,10 @@ import dataclasses
 import json
 import math
 import numbers
+import os
+import signal
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -123,7 +126,8 @@ class Progress:
 
     def report(self, step, compute_terms, note=""):
         before = self.clock()
-        terms = compute_terms()
+        with np.errstate(**_QUIET):                  # a diverging run is reported, not warned about
+            terms = compute_terms()
         self.gap = max(self.every, self.OVERHEAD_FACTOR * (self.clock() - before))
         elapsed = self.elapsed()
         eta = elapsed / step * (self.total - step) if step > 0 else float("nan")
@@ -138,10 +142,86 @@ class Progress:
 
 
 def _make_progress(progress, total, unit, every):
+    if isinstance(every, bool) or not isinstance(every, numbers.Real) or not every >= 0:
+        raise ValueError(f"progress_every: expected a number of seconds >= 0, got {every!r}")
     if progress is False or progress is None:
         return None
+    if progress is not True and not callable(getattr(progress, "write", None)):
+        raise TypeError(f"progress: expected True, False, None or a file object with a write "
+                        f"method, got {progress!r}")
     stream = None if progress is True else progress
-    return Progress(total, unit, every=every, stream=stream)
+    return Progress(total, unit, every=float(every), stream=stream)
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C: stop after the current step
+# ---------------------------------------------------------------------------
+
+
+class StopOnInterrupt:
+    """Turns the first Ctrl-C (SIGINT) into "stop after the current step".
+
+        with StopOnInterrupt() as interrupt:
+            params, history = lbfgs(params, X, callback=interrupt.chain(callback))
+        if interrupt.requested:
+            ...                                  # save what was reached, exit 130
+
+    Inside the block, the first SIGINT only sets ``requested`` and writes a
+    one-line notice to ``stream`` (default stderr); the callback returned by
+    ``chain`` then returns True, so the optimizer stops after the step in
+    progress and returns the parameters reached (``history["status"] ==
+    "stopped"``). A second SIGINT raises KeyboardInterrupt as usual: quit
+    now. The previous handler is restored when the block ends. Signal
+    handlers exist only in the main thread; elsewhere this does nothing.
+    """
+
+    NOTICE = ("Ctrl-C: stopping after the current step; the parameters reached so far "
+              "will be saved (press Ctrl-C again to quit at once without saving)")
+
+    def __init__(self, stream=None, notice=NOTICE):
+        self.stream = stream
+        self.notice = notice
+        self.requested = False
+        self.active = False
+        self._previous = None
+
+    def __enter__(self):
+        self.requested = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self.active = True
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.active:
+            previous = self._previous if self._previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, previous)
+            self.active = False
+        return False
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self._write("\n" + self.notice + "\n")
+
+    def _write(self, text):
+        stream = self.stream if self.stream is not None else sys.stderr
+        try:                           # unbuffered: safe even if the handler interrupts a print
+            os.write(stream.fileno(), text.encode())
+        except (AttributeError, OSError, ValueError):
+            stream.write(text)
+            stream.flush()
+
+    def chain(self, callback=None):
+        """A training callback: calls ``callback(step)`` (if given), then says whether to stop."""
+        _check_callable("callback", callback)
+
+        def stop_requested(step):
+            stop = bool(callback(step)) if callback is not None else False
+            return stop or self.requested
+
+        return stop_requested
 
 
 # ---------------------------------------------------------------------------
@@ -166,7 +246,9 @@ def _check_positive_real(name, value):
 
 
 def _check_unit_interval(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
         raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
     return float(value)
 
@@ -183,8 +265,9 @@ def _as_2d(name, X):
         X = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name}: expected a 2-D array of numbers, got {type(X).__name__}") from exc
-    if X.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (m, n_visible), got shape {X.shape}")
+    if X.ndim != 2 or X.shape[1] < 1:
+        raise ValueError(f"{name}: expected a 2-D array (m, n_visible) with n_visible >= 1, "
+                         f"got shape {X.shape}")
     return X
 
 
@@ -194,6 +277,27 @@ def _copy_params(params):
 
 def _all_finite(cost, grads):
     return math.isfinite(cost) and all(np.isfinite(grads[name]).all() for name in sae.PARAM_NAMES)
+
+
+# While training, overflow and invalid operations are not warned about: an
+# optimizer that diverges makes the cost, the gradient or the parameters
+# non-finite, and the optimizers test for exactly that after every step and
+# stop with a clear message (history["status"] == "nonfinite"). Inside the
+# model's domain nothing overflows anyway (tests/test_reliability.py).
+_QUIET = dict(over="ignore", invalid="ignore", divide="ignore")
+
+
+def _initial_terms(params, X, cost_kwargs):
+    """cost_terms at the start; a clear error if J is already not finite there."""
+    with np.errstate(**_QUIET):
+        terms = sae.cost_terms(params, X, **cost_kwargs)
+    if not math.isfinite(terms["cost"]):
+        raise ValueError(
+            f"X: the cost J at the initial parameters is {terms['cost']} (reconstruction "
+            f"{terms['reconstruction']}), expected a finite number; the values of X "
+            f"(largest magnitude {float(np.abs(X).max()):.3g}) are too large: standardize them"
+        )
+    return terms
 
 
 # ---------------------------------------------------------------------------
@@ -248,7 +352,12 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     def fun(theta):
         nonlocal n_evaluations
         n_evaluations += 1
-        cost, grads = sae.cost_and_grad(as_params(theta), X, **cost_kwargs)
+        params_ = as_params(theta)
+        if not all(np.isfinite(p).all() for p in params_.values()):
+            raise FloatingPointError(f"the parameters became infinite or NaN at evaluation "
+                                     f"{n_evaluations}")
+        with np.errstate(**_QUIET):
+            cost, grads = sae.cost_and_grad(params_, X, **cost_kwargs)
         if not _all_finite(cost, grads):
             raise FloatingPointError(f"the cost or gradient became {cost} at evaluation {n_evaluations}")
         last["theta"], last["cost"] = theta.copy(), cost
@@ -257,7 +366,8 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     def cost_at(theta):
         if last["theta"] is not None and np.array_equal(theta, last["theta"]):
             return last["cost"]
-        return sae.cost_terms(as_params(theta), X, **cost_kwargs)["cost"]
+        with np.errstate(**_QUIET):
+            return sae.cost_terms(as_params(theta), X, **cost_kwargs)["cost"]
 
     reporter = _make_progress(progress, max_iter, "iter", progress_every)
     start = time.perf_counter()
@@ -265,7 +375,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     history = {"optimizer": "lbfgs", "iteration": [0], "cost": [], "elapsed": [0.0],
                "status": "done", "message": "", "n_evaluations": 0}
     best = {"theta": theta0}                      # the latest accepted iterate
-    terms0 = sae.cost_terms(params, X, **cost_kwargs)
+    terms0 = _initial_terms(params, X, cost_kwargs)
     history["cost"].append(terms0["cost"])
     if reporter is not None:
         reporter.report(0, lambda: terms0)
@@ -367,7 +477,7 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
     history = {"optimizer": "adam", "epoch": [0], "cost": [], "elapsed": [0.0],
                "step_cost": [], "steps_per_epoch": steps_per_epoch,
                "status": "done", "message": f"{epochs} epochs"}
-    terms0 = sae.cost_terms(params, X, **cost_kwargs)
+    terms0 = _initial_terms(params, X, cost_kwargs)
     history["cost"].append(terms0["cost"])
     if reporter is not None:
         reporter.report(0, lambda: terms0, note="  (all examples)")
@@ -378,7 +488,8 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
         order = rng.permutation(m)
         for start_row in range(0, m, batch_size):
             batch = X[order[start_row:start_row + batch_size]]      # (<= batch_size, n_visible)
-            cost, grads = sae.cost_and_grad(params, batch, **cost_kwargs)
+            with np.errstate(**_QUIET):
+                cost, grads = sae.cost_and_grad(params, batch, **cost_kwargs)
             if not _all_finite(cost, grads):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the cost or gradient became {cost} at step {t + 1} "
@@ -387,8 +498,14 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
             last_finite = params
             history["step_cost"].append(cost)
             t += 1
-            params = _adam_update(params, grads, first_moment, second_moment,
-                                  t, lr, beta1, beta2, eps)
+            with np.errstate(**_QUIET):
+                params = _adam_update(params, grads, first_moment, second_moment,
+                                      t, lr, beta1, beta2, eps)
+            if not all(np.isfinite(p).all() for p in params.values()):
+                history["status"] = "nonfinite"
+                history["message"] = (f"the parameters became infinite or NaN at step {t} "
+                                      f"(epoch {epoch}); try a smaller learning rate")
+                return last_finite, _finish_epoch(history, None, start)
             elapsed = time.perf_counter() - start
             if reporter is not None and reporter.due(t):
                 reporter.report(t, lambda: sae.cost_terms(params, batch, **cost_kwargs),
@@ -397,7 +514,8 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
                     TrainingStep("adam", t, epoch, cost, params, elapsed)):
                 history["status"], history["message"] = "stopped", "stopped by the callback"
                 return params, _finish_epoch(history, None, start)
-        full_cost = sae.cost_terms(params, X, **cost_kwargs)["cost"]
+        with np.errstate(**_QUIET):
+            full_cost = sae.cost_terms(params, X, **cost_kwargs)["cost"]
         if not math.isfinite(full_cost):
             history["status"] = "nonfinite"
             history["message"] = f"the cost on all examples became {full_cost} after epoch {epoch}"
@@ -449,6 +567,7 @@ def save_model(path, params, hyperparameters, *, history=None, extra=None):
     array of the dict ``extra`` (e.g. a ZCA whitening matrix and mean) under
     its name. Returns the path.
     """
+    path = _check_path(path)
     params = sae.check_params(params)
     if not isinstance(hyperparameters, dict):
         raise TypeError(f"hyperparameters: expected a dict, got {type(hyperparameters).__name__}")
@@ -479,12 +598,18 @@ def load_model(path):
     format version, missing keys, or params whose shapes disagree with each
     other or with the saved n_visible / n_hidden.
     """
-    path = Path(path)
+    path = _check_path(path)
+    if path.is_dir():
+        raise ValueError(f"model file {path}: is a folder, expected a .npz file saved by save_model")
     if not path.is_file():
         raise FileNotFoundError(f"model file {path}: no such file")
     try:
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-            contents = {key: data[key] for key in data.files}
+        with open(path, "rb") as handle:
+            data = np.load(handle, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single .npy array, not an .npz archive")
+            with data:
+                contents = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ValueError(f"model file {path}: not a readable .npz model file ({exc})") from exc
     if "format_version" not in contents:
@@ -513,6 +638,12 @@ def load_model(path):
     extra = {key[len(_EXTRA_PREFIX):]: value for key, value in contents.items()
              if key.startswith(_EXTRA_PREFIX)}
     return params, hyperparameters, history, extra
+
+
+def _check_path(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file path (str or pathlib.Path), got {path!r}")
+    return Path(path)
 
 
 def _to_json(name, value):
