@@ -6,14 +6,40 @@
     format_summary(summary)                      the printed summary
     write_outputs(model, ...)                    model .npz + the four figures (+ summary text)
     run(args, X_train, X_test, name=..., tile_shape=...)   all of the above, in order
+    exit_status(summary)                         0, 3 (cost became NaN/inf) or 130 (Ctrl-C)
+    run_script(main)                             sys.exit(main()), Ctrl-C outside run -> 130
 
 A script loads its own data, then calls ``run``; only the data, the names
-and the tile shape of the figures differ between scripts.
+and the tile shape of the figures differ between scripts. The skeleton:
+
+    def main(argv=None):
+        args = build_parser().parse_args(argv)
+        X_train, X_test = ...                    # errors: print one line, return 1
+        model, summary, paths = experiment.run(args, X_train, X_test, name=..., tile_shape=...)
+        return experiment.exit_status(summary)
+
+    if __name__ == "__main__":
+        experiment.run_script(main)
+
+Ctrl-C: ``run`` catches the first Ctrl-C (SIGINT) during training and
+stops after the current step; it then summarizes, saves the model and
+figures of the parameters reached, says where, and ``exit_status`` gives
+130. A Ctrl-C during the summary or the saving is deferred the same way (the
+files are finished). A second Ctrl-C quits at once with status 130 (``run``
+raises SystemExit(130)); every file is written to a temporary file and
+renamed, so none is left half-written. ``run_script`` turns a Ctrl-C outside
+``run`` (while loading data, say) into one line and status 130.
+
+Exit statuses of the training scripts: 0 done; 1 bad data or files (one
+line on stderr); 2 bad command-line options (argparse); 3 training stopped
+because the cost became NaN or infinite (the last finite parameters are
+saved); 130 interrupted by Ctrl-C (the parameters reached are saved).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +49,7 @@ import numpy as np
 import sparse_autoencoder as sae
 from atomic import atomic_write
 from diagnostics import diagnostics
-from train import SparseAutoencoder
+from train import SparseAutoencoder, StopOnInterrupt
 
 # Sparsity weight used when --beta is not given, per penalty. KL: the notes'
 # 3. L1: beta * sum_j rho_hat_j penalizes every unit at every activation
@@ -32,6 +58,10 @@ from train import SparseAutoencoder
 # epochs), 0.1 kept 179 of 196 units active on some image and 0.3 only 68.
 DEFAULT_BETA = {"kl": 3.0, "l1": 0.1, "none": 0.0}
 N_RECONSTRUCTIONS = 10
+
+EXIT_OK = 0
+EXIT_NONFINITE = 3            # the cost became NaN or infinite; the last finite params were saved
+EXIT_INTERRUPTED = 130        # Ctrl-C (128 + SIGINT, the shell's convention)
 
 
 # ---------------------------------------------------------------------------
@@ -72,6 +102,23 @@ def open_unit_float(text):
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
     return value
+
+
+def output_dir(text):
+    """An --out-dir: a folder that exists or can be created, and can be written to.
+
+    Checked when the options are parsed, so that a bad folder is refused
+    before a long run rather than after it. Creates nothing.
+    """
+    path = Path(text)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, expected a folder (got {text!r})")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {existing}: permission denied (got {text!r})")
+    return path
 
 
 def _parse(text, kind, expected):
@@ -122,7 +169,7 @@ def add_training_arguments(parser, *, hidden, rho, lam, beta=None, iters=400, pe
     opt.add_argument("--epochs", type=positive_int, default=epochs,
                      help=f"Adam: passes over the training examples (default {epochs})")
     out = parser.add_argument_group("output")
-    out.add_argument("--out-dir", type=Path, default=Path(out_dir),
+    out.add_argument("--out-dir", type=output_dir, default=Path(out_dir),
                      help=f"folder for the saved model and the figures (default {out_dir})")
     out.add_argument("--quiet", action="store_true",
                      help="no progress lines while training (the summary is still printed)")
@@ -178,6 +225,9 @@ def format_summary(summary):
     if history["status"] != "done":
         lines.append(f"  NOTE: training ended early ({history['status']}); these are the last "
                      f"parameters reached")
+    if history["optimizer"] == "adam" and len(history["cost"]) > 1 and history["cost"][-1] > history["cost"][0]:
+        lines.append(f"  NOTE: J rose from {history['cost'][0]:.6g} to {history['cost'][-1]:.6g}: "
+                     f"Adam diverged; try a smaller learning rate (--lr {h['lr'] / 10:g})")
     lines.append(
         f"  final cost J:     {terms['cost']:.6g} = reconstruction {terms['reconstruction']:.6g}"
         f" + weight decay {terms['weight_decay']:.6g} + sparsity {terms['sparsity']:.6g}"
@@ -263,25 +313,108 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
     (return True to stop; the parameters reached are still saved).
     start_time: ``time.perf_counter()`` at the script's start, for the wall
     time (default: now).
+
+    Ctrl-C: the first one stops training after the current step (see
+    ``train.StopOnInterrupt``); the parameters reached are summarized and
+    saved as usual, the last line printed says so and where, and
+    ``summary["interrupted"]`` is True (``exit_status`` gives 130). A second
+    Ctrl-C quits at once: ``run`` prints one line and raises SystemExit(130);
+    files already written are complete, the one being written is discarded.
+    A cost that became NaN or infinite stops training too: the last finite
+    parameters are saved and the last line says so (``exit_status`` gives 3).
     """
     stream = sys.stdout if stream is None else stream
     start_time = time.perf_counter() if start_time is None else start_time
     model = model_from_args(args)
-    print(f"Training {name}: {X_train.shape[0]} examples x {X_train.shape[1]} inputs -> "
-          f"{model.n_hidden} hidden units, {model.optimizer}, {model.penalty} penalty",
-          file=stream, flush=True)
-    train_start = time.perf_counter()
-    model.fit(X_train, callback=callback, progress=False if args.quiet else stream)
-    train_seconds = time.perf_counter() - train_start
+    out_dir = Path(args.out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)        # fail now, not after training
+    except OSError as exc:
+        print(f"error: --out-dir {out_dir}: cannot create the folder ({exc})", file=sys.stderr)
+        raise SystemExit(1) from None
+    stage = "training"
+    try:
+        with StopOnInterrupt() as interrupt:
+            print(f"Training {name}: {X_train.shape[0]} examples x {X_train.shape[1]} inputs -> "
+                  f"{model.n_hidden} hidden units, {model.optimizer}, {model.penalty} penalty",
+                  file=stream, flush=True)
+            train_start = time.perf_counter()
+            model.fit(X_train, callback=interrupt.chain(callback),
+                      progress=False if args.quiet else stream)
+            train_seconds = time.perf_counter() - train_start
+            if interrupt.requested and model.history_["status"] == "stopped":
+                model.history_["message"] = "stopped by Ctrl-C"
 
-    summary = summarize(model, X_train, X_test)
-    shown = (X_test if X_test is not None else X_train)[:N_RECONSTRUCTIONS]
-    paths = write_outputs(model, summary, args.out_dir, name, tile_shape=tile_shape,
-                          X_examples=shown, value_range=value_range, extra=extra, info=info)
-    summary["train_seconds"] = train_seconds
-    summary["wall_seconds"] = time.perf_counter() - start_time
-    text = format_summary(summary)
-    paths["summary"] = write_summary(text, output_paths(args.out_dir, name)["summary"])
-    print(text, file=stream)
-    print("  wrote:            " + ", ".join(str(p) for p in paths.values()), file=stream, flush=True)
+            stage = "saving"
+            summary = summarize(model, X_train, X_test)
+            shown = (X_test if X_test is not None else X_train)[:N_RECONSTRUCTIONS]
+            paths = write_outputs(model, summary, out_dir, name, tile_shape=tile_shape,
+                                  X_examples=shown, value_range=value_range, extra=extra, info=info)
+            summary["train_seconds"] = train_seconds
+            summary["wall_seconds"] = time.perf_counter() - start_time
+            summary["interrupted"] = interrupt.requested
+            text = format_summary(summary)
+            paths["summary"] = write_summary(text, output_paths(out_dir, name)["summary"])
+            summary["interrupted"] = interrupt.requested
+            print(text, file=stream)
+            print("  wrote:            " + ", ".join(str(p) for p in paths.values()), file=stream)
+            ending = ending_message(summary, paths)
+            if ending:
+                print(ending, file=stream)
+            stream.flush()
+    except KeyboardInterrupt:
+        if stage == "training":
+            message = "Ctrl-C again: quit without saving anything"
+        else:
+            message = (f"Ctrl-C again while saving: quit; the files already written in {out_dir} "
+                       f"are complete and the one being written was discarded")
+        print(f"\n{message} (exit status {EXIT_INTERRUPTED})", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     return model, summary, paths
+
+
+def _steps_done(history):
+    """'L-BFGS iteration 12' or 'Adam step 37 (epoch 1)': how far training got."""
+    if history["optimizer"] == "lbfgs":
+        return f"L-BFGS iteration {history['iteration'][-1]}"
+    steps = len(history["step_cost"])
+    epoch = max(1, -(-steps // history["steps_per_epoch"]))        # ceil
+    return f"Adam step {steps} (epoch {epoch})"
+
+
+def ending_message(summary, paths):
+    """The last line of a run that did not finish normally (None if it did)."""
+    history = summary["history"]
+    where = f"{paths['model']} (figures and summary beside it)"
+    if summary.get("interrupted"):
+        return (f"Interrupted by Ctrl-C after {_steps_done(history)}: the model and figures of the "
+                f"parameters reached are saved in {where}. Exit status {EXIT_INTERRUPTED}.")
+    if history["status"] == "nonfinite":
+        return (f"Training stopped: {history['message']}. The last parameters with a finite cost "
+                f"are saved in {where}. Exit status {EXIT_NONFINITE}.")
+    return None
+
+
+def exit_status(summary):
+    """The script's exit status for a ``run`` summary: 130 after Ctrl-C, 3 if the cost became
+    NaN or infinite, else 0."""
+    if summary.get("interrupted"):
+        return EXIT_INTERRUPTED
+    if summary["history"]["status"] == "nonfinite":
+        return EXIT_NONFINITE
+    return EXIT_OK
+
+
+def run_script(main, argv=None):
+    """``sys.exit(main(argv))``; a Ctrl-C outside ``run`` (loading data, say) exits 130 with one line.
+
+    ``run`` handles Ctrl-C during training and saving itself; this covers
+    the rest of the script, where there is nothing to save.
+    """
+    try:
+        status = main(argv)
+    except KeyboardInterrupt:
+        print(f"\nCtrl-C: stopped before training finished setting up; nothing was saved "
+              f"(exit status {EXIT_INTERRUPTED})", file=sys.stderr, flush=True)
+        status = EXIT_INTERRUPTED
+    sys.exit(status)

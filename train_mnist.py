@@ -15,6 +15,11 @@ mnist_rho_hat.png, mnist_reconstructions.png and mnist_summary.txt; prints
 the summary (final cost and its parts, reconstruction MSE on the training
 images and on the test images, mean rho_hat against rho, dead units, wall
 time).
+
+Ctrl-C stops after the current step and saves the model and figures of the
+parameters reached. Exit status: 0 done, 1 missing or bad data files, 2 bad
+options, 3 the cost became NaN or infinite (the last finite parameters are
+saved), 130 interrupted by Ctrl-C (see experiment.py).
 """
 
 from __future__ import annotations
@@ -62,10 +67,10 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 1
     info = {"data": f"MNIST, first {args.examples} training images, pixels / 255"}
-    experiment.run(args, X_train, X_test, name="mnist", tile_shape=(28, 28),
-                   value_range=(0.0, 1.0), info=info, start_time=start_time)
-    return 0
+    _, summary, _ = experiment.run(args, X_train, X_test, name="mnist", tile_shape=(28, 28),
+                                   value_range=(0.0, 1.0), info=info, start_time=start_time)
+    return experiment.exit_status(summary)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    experiment.run_script(main)
