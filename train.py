@@ -7,6 +7,7 @@ Functions
     save_model(path, ...)      one .npz file: params, hyperparameters, history, extra arrays
     load_model(path)           the inverse, with clear errors for files that are not ours
     SparseAutoencoder          a thin estimator (fit / encode / reconstruct / save / load)
+    StopOnInterrupt            Ctrl-C -> stop after the current step (a context manager)
 
 Both optimizers
 ---------------
@@ -21,9 +22,11 @@ Both optimizers
   returns True the run stops cleanly and the parameters reached so far are
   returned (this is how a caller handles Ctrl-C: set a flag in a signal
   handler, return it from the callback);
-* stop by themselves when the cost or gradient stops being finite, returning
-  the last parameters whose cost was finite (``history["status"] ==
-  "nonfinite"``);
+* stop by themselves when the cost, the gradient or (Adam) the updated
+  parameters stop being finite, returning the last parameters whose cost
+  was finite (``history["status"] == "nonfinite"``, ``history["message"]``
+  says where); overflow on the way there is not warned about, it is what
+  they test for (in the model's domain nothing overflows);
 * return ``(params, history)``: the trained params (a new dict, the input is
   not modified) and a dict with the cost per iteration or epoch for plotting.
 """
