@@ -1,0 +1,777 @@
+"""Reliability: bad input, numerical faults and interrupted runs never cost the user a result.
+
+1. A catalogue of bad inputs, fed to every public entry point: each gets a
+   ValueError or TypeError whose one-line message starts with the name of
+   the argument (and quotes the value received where there is one).
+   The tables in test_model.py and test_softmax.py hold more cases; the
+   cost_and_grad table of test_model.py is replayed here on cost_terms and
+   the optimizers.
+2. Inside the model's domain nothing overflows, divides by zero or goes
+   NaN, float32 and float64, saturated units included (hypothesis).
+3. A cost that becomes NaN or infinite stops the script with a message,
+   saves the last finite parameters and exits 3.
+4. Ctrl-C: a real training subprocess gets SIGINT after its first progress
+   line, exits 130 and leaves a loadable model and the figures; in-process
+   runs check the second Ctrl-C and the deferral during saving.
+5. The same seed gives bit-identical parameters (L-BFGS and Adam).
+"""
+
+import argparse
+import collections
+import gzip
+import hashlib
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import types
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import diagnostics
+import experiment
+import mnist
+import patches
+import softmax
+import sparse_autoencoder as sae
+import train
+import train_mnist
+from conftest import MNIST_DIR, ROOT
+from test_mnist import idx_bytes, write_split
+from test_model import BAD_COST_CALLS
+
+# ---------------------------------------------------------------------------
+# 1. The catalogue of bad inputs
+# ---------------------------------------------------------------------------
+
+RNG = np.random.default_rng(0)
+P = sae.init_params(4, 3, rng=0)                          # n_visible 4, n_hidden 3, float64
+P32 = {k: v.astype(np.float32) for k, v in P.items()}
+X = RNG.random((6, 4))                                     # (m, n_visible) in [0, 1]
+IMAGE = RNG.random((12, 12))
+PATCHES = RNG.random((10, 9))
+SOFTMAX_P = softmax.init_softmax_params(4, 3)
+Y = np.array([0, 1, 2, 0, 1, 2])
+
+
+def replace(params, name, value):
+    return {**params, name: value}
+
+
+def fitted():
+    return train.SparseAutoencoder(3, rho=0.1, max_iter=2).fit(X, progress=False)
+
+
+Bad = collections.namedtuple("Bad", "entry case call error name shows")
+
+
+def bad(entry, case, call, error, name, shows=None):
+    """A bad call: ``call(ctx)`` must raise ``error`` with a message starting '<name>:' and
+    containing ``shows`` (the value received), if given."""
+    return Bad(entry, case, call, error, name, shows)
+
+
+CATALOGUE = [
+    # --- the model -----------------------------------------------------------------------
+    bad("cost_and_grad", "W1 with NaN", lambda c: sae.cost_and_grad(replace(P, "W1", P["W1"] * np.nan), X),
+        ValueError, "params['W1']"),
+    bad("cost_and_grad", "b2 infinite", lambda c: sae.cost_and_grad(replace(P, "b2", P["b2"] + np.inf), X),
+        ValueError, "params['b2']"),
+    bad("cost_and_grad", "an extra key", lambda c: sae.cost_and_grad({**P, "W3": P["W1"]}, X),
+        ValueError, "params", "W3"),
+    bad("cost_and_grad", "W1 1-D", lambda c: sae.cost_and_grad(replace(P, "W1", P["W1"].ravel()), X),
+        ValueError, "params['W1']"),
+    bad("cost_and_grad", "X 0-255 pixels", lambda c: sae.cost_and_grad(P, X * 255),
+        ValueError, "X", "divide them by 255"),
+    bad("cost_and_grad", "X in [-1, 1]", lambda c: sae.cost_and_grad(P, 2 * X - 1),
+        ValueError, "X", "decoder='linear'"),
+    bad("cost_and_grad", "X complex", lambda c: sae.cost_and_grad(P, X + 0j), TypeError, "X", "complex"),
+    bad("cost_and_grad", "X None", lambda c: sae.cost_and_grad(P, None), TypeError, "X"),
+    bad("cost_and_grad", "X 3-D", lambda c: sae.cost_and_grad(P, X[None]), ValueError, "X", "(1, 6, 4)"),
+    bad("cost_and_grad", "X ragged list", lambda c: sae.cost_and_grad(P, [[0.1, 0.2], [0.3]]), TypeError, "X"),
+    bad("cost_and_grad", "X infinite, linear", lambda c: sae.cost_and_grad(P, np.where(X > 0.5, np.inf, X), decoder="linear"),
+        ValueError, "X"),
+    bad("cost_and_grad", "rho NaN", lambda c: sae.cost_and_grad(P, X, rho=float("nan")), TypeError, "rho", "nan"),
+    bad("cost_and_grad", "rho True", lambda c: sae.cost_and_grad(P, X, rho=True), TypeError, "rho", "True"),
+    bad("cost_and_grad", "rho 5", lambda c: sae.cost_and_grad(P, X, rho=5), ValueError, "rho", "5"),
+    bad("cost_and_grad", "rho below float32's range", lambda c: sae.cost_and_grad(P32, X, rho=1e-46),
+        ValueError, "rho", "1e-46"),
+    bad("cost_and_grad", "beta infinite", lambda c: sae.cost_and_grad(P, X, beta=float("inf")),
+        TypeError, "beta", "inf"),
+    bad("cost_and_grad", "lam a string", lambda c: sae.cost_and_grad(P, X, lam="0.1"), TypeError, "lam", "'0.1'"),
+    bad("cost_and_grad", "penalty None", lambda c: sae.cost_and_grad(P, X, penalty=None),
+        ValueError, "penalty", "None"),
+    bad("cost_and_grad", "decoder a dict", lambda c: sae.cost_and_grad(P, X, decoder={}),
+        ValueError, "decoder", "{}"),
+    bad("cost_terms", "W2 with NaN", lambda c: sae.cost_terms(replace(P, "W2", P["W2"] * np.nan), X),
+        ValueError, "params['W2']"),
+    bad("encode", "W1 with NaN", lambda c: sae.encode(replace(P, "W1", P["W1"] * np.nan), X),
+        ValueError, "params['W1']"),
+    bad("encode", "X wrong width", lambda c: sae.encode(P, X[:, :3]), ValueError, "X", "(6, 3)"),
+    bad("encode", "X 1-D", lambda c: sae.encode(P, X[0]), ValueError, "X", "reshape(1, -1)"),
+    bad("encode", "params a list", lambda c: sae.encode(list(P.values()), X), TypeError, "params", "list"),
+    bad("decode", "A2 wrong width", lambda c: sae.decode(P, X), ValueError, "A2", "(6, 4)"),
+    bad("decode", "A2 with NaN", lambda c: sae.decode(P, np.full((2, 3), np.nan)), ValueError, "A2"),
+    bad("decode", "decoder 'relu'", lambda c: sae.decode(P, X[:, :3], decoder="relu"),
+        ValueError, "decoder", "'relu'"),
+    bad("init_params", "n_hidden -1", lambda c: sae.init_params(4, -1), ValueError, "n_hidden", "-1"),
+    bad("init_params", "n_visible None", lambda c: sae.init_params(None, 3), TypeError, "n_visible", "None"),
+    bad("init_params", "n_visible '784'", lambda c: sae.init_params("784", 3), TypeError, "n_visible", "'784'"),
+    bad("init_params", "dtype float16", lambda c: sae.init_params(4, 3, dtype=np.float16),
+        TypeError, "dtype", "float16"),
+    bad("unpack", "theta too short", lambda c: sae.unpack(np.zeros(5), 4, 3), ValueError, "theta", "(5,)"),
+    # --- the optimizers ------------------------------------------------------------------
+    bad("lbfgs", "max_iter '5'", lambda c: train.lbfgs(P, X, max_iter="5"), TypeError, "max_iter", "'5'"),
+    bad("lbfgs", "max_iter 0", lambda c: train.lbfgs(P, X, max_iter=0), ValueError, "max_iter", "0"),
+    bad("lbfgs", "maxcor 0", lambda c: train.lbfgs(P, X, maxcor=0), ValueError, "maxcor", "0"),
+    bad("lbfgs", "progress 'yes'", lambda c: train.lbfgs(P, X, progress="yes"), TypeError, "progress", "'yes'"),
+    bad("lbfgs", "progress_every -1", lambda c: train.lbfgs(P, X, progress_every=-1),
+        ValueError, "progress_every", "-1"),
+    bad("lbfgs", "params with NaN", lambda c: train.lbfgs(replace(P, "b1", P["b1"] * np.nan), X),
+        ValueError, "params['b1']"),
+    bad("lbfgs", "X 0-255", lambda c: train.lbfgs(P, X * 255), ValueError, "X", "divide them by 255"),
+    bad("lbfgs", "X too large for the cost", lambda c: train.lbfgs(P, X * 1e200, decoder="linear"),
+        ValueError, "X", "standardize"),
+    bad("adam", "lr -1", lambda c: train.adam(P, X, lr=-1), ValueError, "lr", "-1"),
+    bad("adam", "lr infinite", lambda c: train.adam(P, X, lr=float("inf")), TypeError, "lr", "inf"),
+    bad("adam", "lr '0.1'", lambda c: train.adam(P, X, lr="0.1"), TypeError, "lr", "'0.1'"),
+    bad("adam", "batch_size 2.5", lambda c: train.adam(P, X, batch_size=2.5), TypeError, "batch_size", "2.5"),
+    bad("adam", "epochs 0", lambda c: train.adam(P, X, epochs=0), ValueError, "epochs", "0"),
+    bad("adam", "beta1 'a'", lambda c: train.adam(P, X, beta1="a"), TypeError, "beta1", "'a'"),
+    bad("adam", "beta2 1", lambda c: train.adam(P, X, beta2=1.0), ValueError, "beta2", "1.0"),
+    bad("adam", "eps 0", lambda c: train.adam(P, X, eps=0.0), ValueError, "eps", "0.0"),
+    bad("adam", "rng 'a'", lambda c: train.adam(P, X, rng="a"), TypeError, "rng", "'a'"),
+    bad("adam", "rho 0", lambda c: train.adam(P, X, rho=0.0), ValueError, "rho", "0.0"),
+    bad("adam", "X of strings", lambda c: train.adam(P, np.full((3, 4), "a")), TypeError, "X"),
+    # --- the estimator -------------------------------------------------------------------
+    bad("SparseAutoencoder", "n_hidden '3'", lambda c: train.SparseAutoencoder("3"), TypeError, "n_hidden", "'3'"),
+    bad("SparseAutoencoder", "rho 5", lambda c: train.SparseAutoencoder(3, rho=5), ValueError, "rho", "5"),
+    bad("SparseAutoencoder", "rho 0", lambda c: train.SparseAutoencoder(3, rho=0), ValueError, "rho", "0"),
+    bad("SparseAutoencoder", "beta '3'", lambda c: train.SparseAutoencoder(3, beta="3"), TypeError, "beta", "'3'"),
+    bad("SparseAutoencoder", "lam -1", lambda c: train.SparseAutoencoder(3, lam=-1), ValueError, "lam", "-1"),
+    bad("SparseAutoencoder", "penalty 'L1'", lambda c: train.SparseAutoencoder(3, penalty="L1"),
+        ValueError, "penalty", "'L1'"),
+    bad("SparseAutoencoder", "decoder 'tanh'", lambda c: train.SparseAutoencoder(3, decoder="tanh"),
+        ValueError, "decoder", "'tanh'"),
+    bad("SparseAutoencoder", "lr 0", lambda c: train.SparseAutoencoder(3, lr=0), ValueError, "lr", "0"),
+    bad("SparseAutoencoder", "batch_size 0", lambda c: train.SparseAutoencoder(3, batch_size=0),
+        ValueError, "batch_size", "0"),
+    bad("SparseAutoencoder", "epochs 0", lambda c: train.SparseAutoencoder(3, epochs=0), ValueError, "epochs", "0"),
+    bad("SparseAutoencoder", "max_iter 0", lambda c: train.SparseAutoencoder(3, max_iter=0),
+        ValueError, "max_iter", "0"),
+    bad("SparseAutoencoder", "seed 1.5", lambda c: train.SparseAutoencoder(3, seed=1.5), TypeError, "seed", "1.5"),
+    bad("SparseAutoencoder", "dtype int", lambda c: train.SparseAutoencoder(3, dtype=int), TypeError, "dtype"),
+    bad("SparseAutoencoder.fit", "X 0-255", lambda c: train.SparseAutoencoder(3).fit(X * 255, progress=False),
+        ValueError, "X", "divide them by 255"),
+    bad("SparseAutoencoder.fit", "X None", lambda c: train.SparseAutoencoder(3).fit(None, progress=False),
+        ValueError, "X"),
+    bad("SparseAutoencoder.fit", "X (0, 4)", lambda c: train.SparseAutoencoder(3).fit(X[:0], progress=False),
+        ValueError, "X", "(0, 4)"),
+    bad("SparseAutoencoder.fit", "X (6, 0)", lambda c: train.SparseAutoencoder(3).fit(X[:, :0], progress=False),
+        ValueError, "X", "(6, 0)"),
+    bad("SparseAutoencoder.fit", "X with NaN",
+        lambda c: train.SparseAutoencoder(3).fit(np.where(X > 0.5, np.nan, X), progress=False), ValueError, "X"),
+    bad("SparseAutoencoder.fit", "callback 3", lambda c: train.SparseAutoencoder(3).fit(X, callback=3, progress=False),
+        TypeError, "callback", "int"),
+    bad("SparseAutoencoder.encode", "X wrong width", lambda c: fitted().encode(X[:, :2]), ValueError, "X", "(6, 2)"),
+    bad("SparseAutoencoder.reconstruct", "X with NaN", lambda c: fitted().reconstruct(X * np.nan), ValueError, "X"),
+    # --- model files -----------------------------------------------------------------------
+    bad("save_model", "path None", lambda c: train.save_model(None, P, {}), TypeError, "path", "None"),
+    bad("save_model", "hyperparameters a list", lambda c: train.save_model(c.tmp_path / "m.npz", P, []),
+        TypeError, "hyperparameters", "list"),
+    bad("save_model", "params with NaN", lambda c: train.save_model(c.tmp_path / "m.npz", replace(P, "W1", P["W1"] * np.nan), {}),
+        ValueError, "params['W1']"),
+    bad("load_model", "path 3", lambda c: train.load_model(3), TypeError, "path", "3"),
+    # --- MNIST -------------------------------------------------------------------------------
+    bad("load_mnist", "dtype 'float65'", lambda c: mnist.load_mnist(c.mnist_dir, dtype="float65"),
+        TypeError, "dtype", "'float65'"),
+    bad("load_mnist", "split ['train']", lambda c: mnist.load_mnist(c.mnist_dir, split=["train"]),
+        ValueError, "split", "['train']"),
+    bad("load_mnist", "n 0", lambda c: mnist.load_mnist(c.mnist_dir, n=0, download_missing=False), ValueError, "n", "0"),
+    bad("load_mnist", "n 2.5", lambda c: mnist.load_mnist(c.mnist_dir, n=2.5, download_missing=False),
+        ValueError, "n", "2.5"),
+    bad("load_mnist", "n beyond the split", lambda c: mnist.load_mnist(c.mnist_dir, n=6, download_missing=False),
+        ValueError, "n", "6"),
+    bad("load_mnist", "data_dir None", lambda c: mnist.load_mnist(None), TypeError, "data_dir", "None"),
+    bad("load_mnist", "data_dir a file", lambda c: mnist.load_mnist(c.a_file, download_missing=False),
+        ValueError, "data_dir", "is a file"),
+    # --- natural-image patches -------------------------------------------------------------
+    bad("sample_patches", "one 2-D array, not a list", lambda c: patches.sample_patches(IMAGE, 5, 4),
+        TypeError, "images", "[image]"),
+    bad("sample_patches", "an empty list", lambda c: patches.sample_patches([], 5, 4), ValueError, "images"),
+    bad("sample_patches", "an image with NaN", lambda c: patches.sample_patches([IMAGE * np.nan], 5, 4),
+        ValueError, "images[0]"),
+    bad("sample_patches", "a colour image", lambda c: patches.sample_patches([np.zeros((12, 12, 3))], 5, 4),
+        ValueError, "images[0]", "(12, 12, 3)"),
+    bad("sample_patches", "n_patches 2.5", lambda c: patches.sample_patches([IMAGE], 2.5, 4),
+        ValueError, "n_patches", "2.5"),
+    bad("sample_patches", "rng 'x'", lambda c: patches.sample_patches([IMAGE], 5, 4, rng="x"), TypeError, "rng", "'x'"),
+    bad("whiten_images", "variance -1", lambda c: patches.whiten_images([IMAGE], variance=-1),
+        ValueError, "variance", "-1"),
+    bad("whiten_images", "a string", lambda c: patches.whiten_images("photo.png"), TypeError, "images", "str"),
+    bad("whitening_filter", "cutoff 'a'", lambda c: patches.whitening_filter((8, 8), cutoff="a"),
+        TypeError, "cutoff", "'a'"),
+    bad("whitening_filter", "shape (0, 8)", lambda c: patches.whitening_filter((0, 8)), ValueError, "shape", "(0, 8)"),
+    bad("normalize_for_sigmoid", "1-D", lambda c: patches.normalize_for_sigmoid(np.zeros(5)),
+        ValueError, "patches", "(5,)"),
+    bad("normalize_for_sigmoid", "NaN", lambda c: patches.normalize_for_sigmoid(PATCHES * np.nan),
+        ValueError, "patches"),
+    bad("normalize_for_sigmoid", "strings", lambda c: patches.normalize_for_sigmoid(np.full((3, 3), "a")),
+        TypeError, "patches"),
+    bad("fit_zca", "1-D", lambda c: patches.fit_zca(np.zeros(5)), ValueError, "patches", "(5,)"),
+    bad("fit_zca", "epsilon 'a'", lambda c: patches.fit_zca(PATCHES, epsilon="a"), TypeError, "epsilon", "'a'"),
+    bad("apply_zca", "mean_patch wrong length", lambda c: patches.apply_zca(PATCHES, np.zeros(5), np.eye(9)),
+        ValueError, "mean_patch", "(5,)"),
+    bad("apply_zca", "W_zca wrong shape", lambda c: patches.apply_zca(PATCHES, np.zeros(9), np.eye(5)),
+        ValueError, "W_zca", "(5, 5)"),
+    bad("load_grey_image", "no such file", lambda c: patches.load_grey_image(c.tmp_path / "none.png"),
+        FileNotFoundError, "images", "none.png"),
+    bad("load_grey_image", "not an image", lambda c: patches.load_grey_image(c.a_file),
+        ValueError, "images", "notes.txt"),
+    # --- softmax (more in test_softmax.py) ----------------------------------------------------
+    bad("softmax_cost_and_grad", "lam True", lambda c: softmax.softmax_cost_and_grad(SOFTMAX_P, X, Y, lam=True),
+        TypeError, "lam", "True"),
+    bad("predict_proba", "X 1-D", lambda c: softmax.predict_proba(SOFTMAX_P, X[0]), ValueError, "X", "(4,)"),
+    bad("train_softmax", "max_iter 2.5", lambda c: softmax.train_softmax(X, Y, 3, max_iter=2.5),
+        TypeError, "max_iter", "2.5"),
+    bad("train_softmax", "y of floats", lambda c: softmax.train_softmax(X, Y.astype(float), 3), TypeError, "y"),
+    # --- diagnostics ---------------------------------------------------------------------------
+    bad("diagnostics", "threshold 'a'", lambda c: diagnostics.diagnostics(P, X, threshold="a"),
+        ValueError, "threshold", "'a'"),
+    bad("diagnostics", "decoder 'x'", lambda c: diagnostics.diagnostics(P, X, decoder="x"),
+        ValueError, "decoder", "'x'"),
+    bad("diagnostics", "X 0-255", lambda c: diagnostics.diagnostics(P, X * 255), ValueError, "X"),
+]
+
+
+@pytest.fixture
+def ctx(tmp_path, monkeypatch):
+    """What some catalogue calls need: a tmp folder, a fake 5-image MNIST, a text file."""
+    mnist_dir = tmp_path / "mnist"
+    mnist_dir.mkdir()
+    write_split(mnist_dir, monkeypatch, split="train", n=5)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not an image, not a folder\n")
+    return types.SimpleNamespace(tmp_path=tmp_path, mnist_dir=mnist_dir, a_file=a_file)
+
+
+def assert_one_sentence_naming(message, name, shows=None):
+    assert message.startswith(name + ":"), message
+    assert "\n" not in message and len(message) < 400, message
+    if shows is not None:
+        assert shows in message, message
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=[f"{c.entry}: {c.case}" for c in CATALOGUE])
+def test_bad_input_gets_a_one_sentence_error_naming_the_argument(case, ctx):
+    with pytest.raises(case.error) as info:
+        case.call(ctx)
+    assert type(info.value) in (ValueError, TypeError, FileNotFoundError)
+    assert_one_sentence_naming(str(info.value), case.name, case.shows)
+
+
+# The cost_and_grad table of test_model.py, replayed on the other entry points that take
+# the same arguments: every case is refused there too, with the same message.
+@pytest.mark.parametrize("case, params, X_, kwargs, error, name", BAD_COST_CALLS,
+                         ids=[c[0] for c in BAD_COST_CALLS])
+def test_the_cost_table_is_refused_by_cost_terms_and_the_optimizers(case, params, X_, kwargs, error, name):
+    with pytest.raises(error) as expected:
+        sae.cost_and_grad(params, X_, **kwargs)
+    calls = {
+        "cost_terms": lambda: sae.cost_terms(params, X_, **kwargs),
+        "lbfgs": lambda: train.lbfgs(params, X_, progress=False, **kwargs),
+        "adam": lambda: train.adam(params, X_, progress=False, **kwargs),
+    }
+    for entry, call in calls.items():
+        with pytest.raises(error) as info:
+            call()
+        assert str(info.value) == str(expected.value), entry
+
+
+# Files that are not models of ours: ValueError (FileNotFoundError if missing) naming the file.
+def _model_arrays(tmp_path):
+    good = train.save_model(tmp_path / "good.npz", P, {"n_visible": 4, "n_hidden": 3})
+    with np.load(good) as data:
+        return good, dict(data)
+
+
+def _write_npz(path, arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _write_bytes(path, data):
+    path.write_bytes(data)
+    return path
+
+
+BAD_FILES = {
+    "empty file": lambda t, a, good: _write_bytes(t / "x.npz", b""),
+    "text file": lambda t, a, good: _write_bytes(t / "x.npz", b"W1 = [1, 2]\n"),
+    "truncated zip": lambda t, a, good: _write_bytes(t / "x.npz", good.read_bytes()[:300]),
+    "zip with a flipped byte": lambda t, a, good: _flip_byte(good, t / "x.npz"),
+    "a .npy array": lambda t, a, good: (np.save(t / "x.npy", np.zeros(3)), t / "x.npy")[1],
+    "a random .npz": lambda t, a, good: _write_npz(t / "x.npz", {"weights": np.ones((3, 3))}),
+    "pickled objects": lambda t, a, good: _write_npz(t / "x.npz", {**a, "W1": np.array([{}], dtype=object)}),
+    "format version 2": lambda t, a, good: _write_npz(t / "x.npz", {**a, "format_version": np.array(2)}),
+    "format version text": lambda t, a, good: _write_npz(t / "x.npz", {**a, "format_version": np.array("1")}),
+    "no W1": lambda t, a, good: _write_npz(t / "x.npz", {k: v for k, v in a.items() if k != "W1"}),
+    "b1 wrong shape": lambda t, a, good: _write_npz(t / "x.npz", {**a, "b1": np.zeros(7)}),
+    "W2 float32": lambda t, a, good: _write_npz(t / "x.npz", {**a, "W2": a["W2"].astype(np.float32)}),
+    "W1 with NaN": lambda t, a, good: _write_npz(t / "x.npz", {**a, "W1": a["W1"] * np.nan}),
+    "hyperparameters not JSON": lambda t, a, good: _write_npz(t / "x.npz", {**a, "hyperparameters": np.array("{oops")}),
+    "hyperparameters a list": lambda t, a, good: _write_npz(t / "x.npz", {**a, "hyperparameters": np.array("[1]")}),
+    "n_hidden disagrees with W1": lambda t, a, good: _write_npz(
+        t / "x.npz", {**a, "hyperparameters": np.array('{"n_visible": 4, "n_hidden": 5}')}),
+    "a folder": lambda t, a, good: (t / "folder.npz").mkdir() or t / "folder.npz",
+    "half of a good file": lambda t, a, good: _write_bytes(t / "x.npz", good.read_bytes()[: good.stat().st_size // 2]),
+}
+
+
+def _flip_byte(good, path):
+    data = bytearray(good.read_bytes())
+    start = data.find(P["W1"].tobytes())                 # W1's values, stored uncompressed
+    assert start > 0
+    data[start + 3] ^= 0xFF                              # a bit-flipped weight: the zip CRC fails
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES), ids=list(BAD_FILES))
+def test_a_file_that_is_not_our_model_is_refused_naming_the_file(case, tmp_path):
+    good, arrays = _model_arrays(tmp_path)
+    path = BAD_FILES[case](tmp_path, arrays, good)
+    for load in (train.load_model, train.SparseAutoencoder.load):
+        with pytest.raises(ValueError) as info:
+            load(path)
+        assert_one_sentence_naming(str(info.value), f"model file {path}")
+
+
+def test_a_model_file_with_impossible_hyperparameters_is_refused(tmp_path):
+    path = train.save_model(tmp_path / "m.npz", P, {"n_hidden": 3, "rho": 5.0})
+    with pytest.raises(ValueError) as info:
+        train.SparseAutoencoder.load(path)
+    assert_one_sentence_naming(str(info.value), f"model file {path}", "rho")
+
+
+# The scripts: bad options are argparse errors (exit 2), bad data one line (exit 1).
+BAD_OPTIONS = [
+    (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"), (["--lr", "fast"], "--lr"),
+    (["--batch-size", "0"], "--batch-size"), (["--epochs", "0"], "--epochs"), (["--iters", "0"], "--iters"),
+    (["--iters", "1.5"], "--iters"), (["--beta", "-1"], "--beta"), (["--rho", "0"], "--rho"),
+    (["--rho", "1"], "--rho"), (["--seed", "-1"], "--seed"), (["--dtype", "float16"], "--dtype"),
+    (["--penalty", "l2"], "--penalty"), (["--decoder", "relu"], "--decoder"), (["--hidden", "2.5"], "--hidden"),
+    (["--examples", "abc"], "--examples"), (["--test-examples", "10001"], "--test-examples"),
+    (["--out-dir", "{a_file}"], "--out-dir"), (["--out-dir", "{a_file}/sub"], "--out-dir"),
+]
+
+
+@pytest.mark.parametrize("argv, option", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_bad_script_options_are_argparse_errors(argv, option, ctx, capsys):
+    argv = [a.format(a_file=ctx.a_file) for a in argv]
+    with pytest.raises(SystemExit) as info:
+        train_mnist.main(["--data-dir", str(ctx.mnist_dir), *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err.splitlines()[-1] and "Traceback" not in err
+
+
+def _truncate_gz(directory):
+    path = directory / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-20])
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("data dir is a file", "is a file"),
+    ("truncated gzip", "not a complete gzip file"),
+    ("wrong checksum", "SHA-256"),
+])
+def test_bad_data_is_one_line_and_exit_1(problem, expected, ctx, monkeypatch, capsys):
+    data_dir = ctx.mnist_dir
+    if problem == "data dir is a file":
+        data_dir = ctx.a_file
+    elif problem == "truncated gzip":
+        _truncate_gz(data_dir)
+    else:
+        monkeypatch.setitem(mnist.SHA256, "train-images-idx3-ubyte", "0" * 64)
+    status = train_mnist.main(["--data-dir", str(data_dir), "--examples", "5", "--out-dir", str(ctx.tmp_path / "out")])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err and err.startswith("error: ")
+    assert not (ctx.tmp_path / "out").exists()
+
+
+def test_the_catalogue_covers_every_entry_point():
+    entries = {c.entry for c in CATALOGUE}
+    for entry in ("cost_and_grad", "cost_terms", "encode", "decode", "init_params", "lbfgs", "adam",
+                  "SparseAutoencoder", "SparseAutoencoder.fit", "SparseAutoencoder.encode",
+                  "SparseAutoencoder.reconstruct", "load_mnist", "sample_patches", "normalize_for_sigmoid",
+                  "fit_zca", "softmax_cost_and_grad", "train_softmax", "save_model", "load_model"):
+        assert entry in entries, entry
+
+
+# ---------------------------------------------------------------------------
+# 2. Numerical safety inside the domain
+# ---------------------------------------------------------------------------
+
+DTYPES = [np.float32, np.float64]
+
+
+def no_fp_warnings():
+    """Overflow, division by zero and invalid operations raise (underflow to 0 is fine)."""
+    return np.errstate(over="raise", divide="raise", invalid="raise", under="ignore")
+
+
+def all_finite(cost, grads):
+    return math.isfinite(cost) and all(np.isfinite(g).all() for g in grads.values())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("penalty", sae.PENALTIES)
+@pytest.mark.parametrize("decoder", sae.DECODERS)
+def test_saturated_units_and_rho_hat_at_0_and_1_stay_finite_and_silent(dtype, penalty, decoder):
+    params = sae.init_params(5, 4, rng=1, dtype=dtype)
+    params["W1"][:] = 0
+    params["b1"][:] = [200.0, -800.0, 1e4, -1e4]          # |z2| >= 100: rho_hat exactly 1, 0, 1, 0
+    params["W2"] *= 300                                   # |z3| >= 100 for the sigmoid decoder
+    params["b2"][:] = 150.0 * np.sign(params["W2"].sum(axis=1))
+    X = np.random.default_rng(2).random((7, 5)).astype(dtype)
+    X[0] = 0.0
+    X[1] = 1.0                                            # the ends of [0, 1]
+    kwargs = dict(penalty=penalty, decoder=decoder, rho=0.05, beta=3.0, lam=1e-3)
+    with no_fp_warnings():
+        rho_hat = sae.encode(params, X).mean(axis=0)
+        cost, grads = sae.cost_and_grad(params, X, **kwargs)
+        terms = sae.cost_terms(params, X, **kwargs)
+        sae.decode(params, sae.encode(params, X), decoder=decoder)
+    assert rho_hat.tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert all_finite(cost, grads) and all(math.isfinite(v) for v in terms.values())
+    assert all(g.dtype == dtype for g in grads.values())
+
+
+@st.composite
+def in_domain(draw):
+    """A random problem inside the model's domain, saturated weights included.
+
+    Domain: X finite, in [0, 1] for the sigmoid decoder (0 and 1 included),
+    |X| <= 1e3 for the linear one; weights and biases finite with |value| up
+    to 1e4 (|z| up to about 1e5: fully saturated sigmoids); rho in
+    [1e-30, 1 - 1e-12]; beta and lam in [0, 100].
+    """
+    dtype = draw(st.sampled_from(DTYPES))
+    decoder = draw(st.sampled_from(sae.DECODERS))
+    penalty = draw(st.sampled_from(sae.PENALTIES))
+    n_visible, n_hidden, m = draw(st.integers(1, 7)), draw(st.integers(1, 6)), draw(st.integers(1, 8))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    params = sae.init_params(n_visible, n_hidden, rng=rng, dtype=dtype)
+    for name in sae.PARAM_NAMES:
+        scale = 10.0 ** draw(st.floats(-3, 4))
+        params[name][...] = scale * rng.uniform(-1, 1, params[name].shape)
+    if decoder == "sigmoid":
+        X = rng.random((m, n_visible))
+        if draw(st.booleans()):
+            X = np.round(X)                                # binary images: exactly 0 and 1
+    else:
+        X = 10.0 ** draw(st.floats(-3, 3)) * rng.uniform(-1, 1, (m, n_visible))
+    hyper = dict(
+        penalty=penalty, decoder=decoder,
+        rho=draw(st.one_of(st.floats(1e-30, 1 - 1e-12), st.sampled_from([1e-30, 1e-6, 0.5, 1 - 1e-12]))),
+        beta=draw(st.floats(0, 100)), lam=draw(st.floats(0, 100)),
+    )
+    return params, X.astype(dtype), hyper
+
+
+@settings(max_examples=300, deadline=None)
+@given(problem=in_domain())
+def test_random_in_domain_inputs_never_give_nan_or_warnings(problem):
+    params, X, hyper = problem
+    with no_fp_warnings():
+        cost, grads = sae.cost_and_grad(params, X, **hyper)
+        terms = sae.cost_terms(params, X, **hyper)
+        a2 = sae.encode(params, X)
+        a3 = sae.decode(params, a2, decoder=hyper["decoder"])
+    assert all_finite(cost, grads), (cost, grads)
+    assert all(math.isfinite(value) for value in terms.values()), terms
+    assert np.isfinite(a2).all() and np.isfinite(a3).all()
+    assert cost >= 0 and terms["cost"] >= 0
+
+
+# ---------------------------------------------------------------------------
+# 3. A cost that becomes NaN or infinite: the script stops, saves, exits 3
+# ---------------------------------------------------------------------------
+
+OUTPUTS = ("mnist_model.npz", "mnist_filters.png", "mnist_training_curve.png", "mnist_rho_hat.png",
+           "mnist_reconstructions.png", "mnist_summary.txt")
+
+
+def test_an_exploding_adam_run_saves_the_last_finite_params_and_exits_3(ctx, monkeypatch, capsys):
+    write_split(ctx.mnist_dir, monkeypatch, split="test", n=5)
+    out_dir = ctx.tmp_path / "out"
+    # lr 1e20 in float32: the weights reach ~1e20 after one step, and J overflows float32.
+    status = train_mnist.main(["--data-dir", str(ctx.mnist_dir), "--examples", "5", "--test-examples", "5",
+                               "--hidden", "4", "--optimizer", "adam", "--lr", "1e20", "--dtype", "float32",
+                               "--batch-size", "2", "--out-dir", str(out_dir)])
+    assert status == experiment.EXIT_NONFINITE == 3
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("Training stopped: the cost or gradient became inf")
+    assert "try a smaller learning rate" in last and str(out_dir / "mnist_model.npz") in last
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(OUTPUTS)
+    model = train.SparseAutoencoder.load(out_dir / "mnist_model.npz")
+    assert model.history_["status"] == "nonfinite"
+    X_train, _ = mnist.load_mnist(ctx.mnist_dir, "train", n=5, dtype=np.float32, download_missing=False)
+    assert math.isfinite(model.cost_terms(X_train)["cost"])
+    # The last finite parameters are those before the step that overflowed: here, the initial ones.
+    initial = sae.init_params(784, 4, rng=np.random.default_rng(0), dtype=np.float32)
+    for name in sae.PARAM_NAMES:
+        np.testing.assert_array_equal(model.params_[name], initial[name])
+
+
+def test_diverging_adam_with_a_finite_cost_says_so(ctx, monkeypatch, capsys):
+    write_split(ctx.mnist_dir, monkeypatch, split="test", n=5)
+    status = train_mnist.main(["--data-dir", str(ctx.mnist_dir), "--examples", "5", "--test-examples", "5",
+                               "--hidden", "4", "--optimizer", "adam", "--lr", "1000", "--epochs", "3",
+                               "--batch-size", "2", "--out-dir", str(ctx.tmp_path / "out")])
+    assert status == 0                                    # finite, only bad: a warning, not an error
+    assert "Adam diverged; try a smaller learning rate (--lr 100)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parameters_that_overflow_stop_adam_quietly(dtype):
+    X_ = np.random.default_rng(0).random((20, 6))
+    params = sae.init_params(6, 3, rng=0, dtype=dtype)
+    lr = 1e38 if dtype is np.float32 else 1e300          # one step overflows the weights
+    with no_fp_warnings():
+        trained, history = train.adam(params, X_, lr=lr, batch_size=5, epochs=2, rng=0, progress=False)
+    assert history["status"] == "nonfinite"
+    assert "became infinite or NaN" in history["message"] or "became inf" in history["message"]
+    assert all(np.isfinite(p).all() for p in trained.values())
+
+
+# ---------------------------------------------------------------------------
+# 4. Ctrl-C
+# ---------------------------------------------------------------------------
+
+INTERRUPTED_LINE = re.compile(r"Interrupted by Ctrl-C after L-BFGS iteration (\d+): .* saved in (\S+) ")
+
+
+def _fake_mnist_files(directory, n, seed=0):
+    """Write fake train and test splits; returns the SHA-256 the loader must expect."""
+    rng = np.random.default_rng(seed)
+    hashes = {}
+    for split, count in (("train", n), ("test", 50)):
+        image_name, label_name = mnist.SPLITS[split]
+        images = (rng.random((count, 28, 28)) ** 3 * 255).astype(np.uint8)   # mostly dark, like digits
+        labels = rng.integers(0, 10, size=count, dtype=np.uint8)
+        for name, array in ((image_name, images), (label_name, labels)):
+            data = idx_bytes(array)
+            hashes[name] = hashlib.sha256(data).hexdigest()
+            (directory / f"{name}.gz").write_bytes(gzip.compress(data, compresslevel=1))
+    return hashes
+
+
+def _training_command(variant, tmp_path, out_dir):
+    options = ["--examples", "2000", "--test-examples", "50", "--hidden", "25", "--iters", "100000",
+               "--out-dir", str(out_dir)]
+    if variant == "real MNIST":
+        if not MNIST_DIR.is_dir():
+            pytest.skip(f"real MNIST not found in {MNIST_DIR}")
+        return [sys.executable, "train_mnist.py", "--data-dir", str(MNIST_DIR), *options]
+    data_dir = tmp_path / "fake"
+    data_dir.mkdir()
+    hashes = _fake_mnist_files(data_dir, 2000)
+    code = (
+        "import json, sys; sys.path.insert(0, {root!r}); import mnist; "
+        "mnist.SHA256.update(json.loads({hashes!r})); import experiment, train_mnist; "
+        "experiment.run_script(train_mnist.main, json.loads({argv!r}))"
+    ).format(root=str(ROOT), hashes=json.dumps(hashes), argv=json.dumps(["--data-dir", str(data_dir), *options]))
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.parametrize("variant", ["fake MNIST", "real MNIST"])
+def test_sigint_stops_a_real_run_which_saves_and_exits_130(variant, tmp_path):
+    out_dir = tmp_path / "out"
+    command = _training_command(variant, tmp_path, out_dir)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        seen = []
+        for line in process.stdout:                       # wait for the first progress line
+            seen.append(line)
+            if line.startswith("iter"):
+                break
+        assert seen and re.match(r"iter +0/100000 ", seen[-1]), seen
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    out = "".join(seen) + rest
+    assert process.returncode == 130, (out, err)
+    assert "Ctrl-C: stopping after the current step" in err and "Traceback" not in err, err
+    match = INTERRUPTED_LINE.search(out.strip().splitlines()[-1])
+    assert match, out
+    iterations, model_path = int(match.group(1)), match.group(2)
+    assert model_path == str(out_dir / "mnist_model.npz")
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(OUTPUTS)   # no temporary file left
+    for name in OUTPUTS:
+        if name.endswith(".png"):
+            assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = train.SparseAutoencoder.load(model_path)
+    history = model.history_
+    assert history["status"] == "stopped" and history["message"] == "stopped by Ctrl-C"
+    assert 1 <= iterations == history["iteration"][-1] < 100000
+    assert history["cost"][-1] < history["cost"][0]
+    assert "stopped by Ctrl-C" in (out_dir / "mnist_summary.txt").read_text()
+
+
+def _args(out_dir, *extra):
+    parser = argparse.ArgumentParser()
+    experiment.add_training_arguments(parser, hidden=4, rho=0.1, lam=1e-3, iters=40)
+    return parser.parse_args(["--out-dir", str(out_dir), "--quiet", *extra])
+
+
+def _data():
+    return np.random.default_rng(0).random((60, 16)) ** 2          # (m, 16): 4 x 4 tiles
+
+
+def _send_sigint():
+    """SIGINT to this process, only while run's handler is installed (else pytest would stop)."""
+    handler = signal.getsignal(signal.SIGINT)
+    assert isinstance(getattr(handler, "__self__", None), train.StopOnInterrupt), handler
+    signal.raise_signal(signal.SIGINT)
+
+
+def _run(out_dir, callback=None, *extra):
+    try:
+        return experiment.run(_args(out_dir, *extra), _data(), name="t", tile_shape=(4, 4),
+                              callback=callback, stream=None)
+    except KeyboardInterrupt:                             # must never escape run
+        pytest.fail("KeyboardInterrupt escaped experiment.run")
+
+
+def test_first_ctrl_c_in_process_stops_after_that_step_and_saves(tmp_path, capsys):
+    before = signal.getsignal(signal.SIGINT)
+
+    def callback(step):
+        if step.iteration == 3:
+            _send_sigint()
+
+    model, summary, paths = _run(tmp_path, callback)
+    assert signal.getsignal(signal.SIGINT) is before      # the handler is restored
+    assert model.history_["iteration"][-1] == 3 and summary["interrupted"]
+    assert experiment.exit_status(summary) == 130
+    loaded = train.SparseAutoencoder.load(paths["model"])
+    for name in sae.PARAM_NAMES:
+        np.testing.assert_array_equal(loaded.params_[name], model.params_[name])
+    captured = capsys.readouterr()
+    assert "Ctrl-C: stopping after the current step" in captured.err
+    assert "Interrupted by Ctrl-C after L-BFGS iteration 3" in captured.out
+
+
+def test_ctrl_c_during_saving_is_deferred_until_the_files_are_complete(tmp_path, monkeypatch):
+    import plots
+
+    real = plots.save_filter_grid
+
+    def interrupted_save(*args, **kwargs):
+        _send_sigint()                                    # the first Ctrl-C, while saving
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "save_filter_grid", interrupted_save)
+    model, summary, paths = _run(tmp_path)
+    assert model.history_["status"] == "done" and summary["interrupted"]
+    assert experiment.exit_status(summary) == 130
+    assert all(path.is_file() for path in paths.values())
+    train.SparseAutoencoder.load(paths["model"])
+
+
+def test_second_ctrl_c_while_saving_quits_without_a_broken_file(tmp_path, monkeypatch, capsys):
+    old_model = train.save_model(tmp_path / "t_model.npz", P, {"n_hidden": 3})   # a previous run's file
+    old_bytes = old_model.read_bytes()
+    real_savez = np.savez
+
+    def savez_interrupted(handle, **arrays):
+        handle.write(b"PK\x03\x04 the first bytes of a zip")
+        _send_sigint()                                    # the second Ctrl-C, half-way through
+        real_savez(handle, **arrays)
+
+    def callback(step):
+        if step.iteration == 2:
+            _send_sigint()                                # the first one, during training
+            monkeypatch.setattr(np, "savez", savez_interrupted)
+
+    with pytest.raises(SystemExit) as info:
+        _run(tmp_path, callback)
+    assert info.value.code == 130
+    assert old_model.read_bytes() == old_bytes            # the old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t_model.npz"]   # no temporary left
+    err = capsys.readouterr().err
+    assert "Ctrl-C again while saving" in err and "the one being written was discarded" in err
+
+
+def test_second_ctrl_c_during_training_quits_at_once(tmp_path, capsys):
+    def callback(step):
+        if step.iteration == 2:
+            _send_sigint()                                # stop after this step ...
+            _send_sigint()                                # ... no: quit now
+
+    with pytest.raises(SystemExit) as info:
+        _run(tmp_path, callback)
+    assert info.value.code == 130
+    assert list(tmp_path.iterdir()) == []                 # nothing was saved, nothing half-written
+    assert "Ctrl-C again: quit without saving anything" in capsys.readouterr().err
+
+
+def test_ctrl_c_outside_training_is_one_line_and_130(capsys):
+    def main(argv):
+        raise KeyboardInterrupt                           # e.g. while loading data
+
+    with pytest.raises(SystemExit) as info:
+        experiment.run_script(main)
+    assert info.value.code == 130
+    assert capsys.readouterr().err.strip().startswith("Ctrl-C: stopped before training")
+
+
+def test_stop_on_interrupt_chains_the_callers_callback():
+    seen = []
+    with train.StopOnInterrupt() as interrupt:
+        callback = interrupt.chain(lambda step: seen.append(step) or step == "stop")
+        assert [callback("a"), callback("stop")] == [False, True]
+        interrupt.requested = True
+        assert callback("b") is True
+    assert seen == ["a", "stop", "b"]
+
+
+# ---------------------------------------------------------------------------
+# 5. Reproducibility: the same seed, the same bits
+# ---------------------------------------------------------------------------
+
+
+def _fit_bits(**hyper):
+    X_ = np.random.default_rng(3).random((50, 12))
+    model = train.SparseAutoencoder(5, rho=0.1, lam=1e-3, **hyper).fit(X_, progress=False)
+    return {name: model.params_[name].tobytes() for name in sae.PARAM_NAMES}, model.history_
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_the_same_seed_gives_bit_identical_parameters(optimizer, dtype):
+    hyper = dict(optimizer=optimizer, dtype=dtype, max_iter=60, epochs=4, batch_size=8, lr=1e-2)
+    first, history = _fit_bits(seed=11, **hyper)
+    second, history2 = _fit_bits(seed=11, **hyper)
+    other, _ = _fit_bits(seed=12, **hyper)
+    assert first == second
+    assert history["cost"] == history2["cost"]
+    assert other["W1"] != first["W1"]
+    steps = history["iteration"][-1] if optimizer == "lbfgs" else len(history["step_cost"])
+    assert steps >= 20                                    # long enough for round-off to compound
+
