@@ -456,15 +456,6 @@ def _check_matrix(name, A, width, dtype, decoder=None):
     return A
 
 
-def _rescale_hint(lo, hi):
-    """What to do about data outside [0, 1] for the sigmoid decoder."""
-    if lo >= 0 and 1 < hi <= 255:
-        return ("if these are 0-255 pixel values, divide them by 255; otherwise rescale "
-                "into [0, 1] or use decoder='linear'")
-    return ("rescale the data into [0, 1] (for image patches, "
-            "patches.normalize_for_sigmoid) or use decoder='linear'")
-
-
 def _check_call(params, X, penalty, rho, beta, lam, decoder):
     params = check_params(params)
     _check_choice("penalty", penalty, PENALTIES)
@@ -497,6 +488,15 @@ def _finite_real(value):
         return np.isfinite(float(value))
     except OverflowError:
         return False
+
+
+def _rescale_hint(lo, hi):
+    """What to do about data outside [0, 1] for the sigmoid decoder."""
+    if lo >= 0 and 1 < hi <= 255:
+        return ("if these are 0-255 pixel values, divide them by 255; otherwise rescale "
+                "into [0, 1] or use decoder='linear'")
+    return ("rescale the data into [0, 1] (for image patches, "
+            "patches.normalize_for_sigmoid) or use decoder='linear'")
 
 
 def _check_choice(name, value, allowed):
