@@ -608,10 +608,13 @@ def load_model(path):
         raise FileNotFoundError(f"model file {path}: no such file")
     try:
         with open(path, "rb") as handle:
-            data = np.load(handle, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single .npy array, not an .npz archive")
-            with data:
+            start = handle.read(6)
+            if not start.startswith((b"PK\x03\x04", b"PK\x05\x06")):     # the zip signatures
+                raise ValueError("it holds a single .npy array, not an .npz archive"
+                                 if start.startswith(b"\x93NUMPY") else "the file is empty"
+                                 if not start else "it is not a zip archive, as .npz files are")
+            handle.seek(0)
+            with np.load(handle, allow_pickle=False) as data:
                 contents = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ValueError(f"model file {path}: not a readable .npz model file ({exc})") from exc
