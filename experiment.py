@@ -355,7 +355,7 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
             summary["interrupted"] = interrupt.requested
             text = format_summary(summary)
             paths["summary"] = write_summary(text, output_paths(out_dir, name)["summary"])
-            summary["interrupted"] = interrupt.requested
+            summary["interrupted"] = interrupt.requested      # a Ctrl-C during that write counts too
             print(text, file=stream)
             print("  wrote:            " + ", ".join(str(p) for p in paths.values()), file=stream)
             ending = ending_message(summary, paths)
@@ -414,7 +414,7 @@ def run_script(main, argv=None):
     try:
         status = main(argv)
     except KeyboardInterrupt:
-        print(f"\nCtrl-C: stopped before training finished setting up; nothing was saved "
+        print(f"\nCtrl-C: stopped outside training; nothing more was saved "
               f"(exit status {EXIT_INTERRUPTED})", file=sys.stderr, flush=True)
         status = EXIT_INTERRUPTED
     sys.exit(status)

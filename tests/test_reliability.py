@@ -737,7 +737,7 @@ def test_ctrl_c_outside_training_is_one_line_and_130(capsys):
     with pytest.raises(SystemExit) as info:
         experiment.run_script(main)
     assert info.value.code == 130
-    assert capsys.readouterr().err.strip().startswith("Ctrl-C: stopped before training")
+    assert capsys.readouterr().err.strip().startswith("Ctrl-C: stopped outside training")
 
 
 def test_stop_on_interrupt_chains_the_callers_callback():
