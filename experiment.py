@@ -9,8 +9,10 @@
     exit_status(summary)                         0, 3 (cost became NaN/inf) or 130 (Ctrl-C)
     run_script(main)                             sys.exit(main()), Ctrl-C outside run -> 130
 
-A script loads its own data, then calls ``run``; only the data, the names
-and the tile shape of the figures differ between scripts. The skeleton:
+A script loads its own data, then calls ``run``; only the data, the names,
+the tile shape of the figures (and, for preprocessed data, the filters to
+draw and the arrays saved with the model) differ between scripts. The
+skeleton:
 
     def main(argv=None):
         args = build_parser().parse_args(argv)
@@ -130,10 +132,12 @@ def _parse(text, kind, expected):
 
 def add_training_arguments(parser, *, hidden, rho, lam, beta=None, iters=400, penalty="kl",
                            decoder="sigmoid", optimizer="lbfgs", lr=1e-3, batch_size=128,
-                           epochs=10, seed=0, dtype="float64", out_dir="runs"):
+                           epochs=10, seed=0, dtype="float64", out_dir="runs",
+                           seed_help="seed of the initialization and of Adam's shuffling"):
     """Add the options every training script shares, with the script's defaults.
 
     beta None: --beta defaults to DEFAULT_BETA of the chosen penalty.
+    seed_help: what --seed seeds in this script.
     """
     model = parser.add_argument_group("model")
     model.add_argument("--hidden", type=positive_int, default=hidden,
@@ -155,7 +159,7 @@ def add_training_arguments(parser, *, hidden, rho, lam, beta=None, iters=400, pe
     model.add_argument("--dtype", choices=("float64", "float32"), default=dtype,
                        help=f"dtype of the parameters and of the whole computation (default {dtype})")
     model.add_argument("--seed", type=nonnegative_int, default=seed,
-                       help=f"seed of the initialization and of Adam's shuffling (default {seed})")
+                       help=f"{seed_help} (default {seed})")
     opt = parser.add_argument_group("optimizer")
     opt.add_argument("--optimizer", choices=("lbfgs", "adam"), default=optimizer,
                      help=f"full-batch L-BFGS (the notes) or mini-batch Adam (the blog post) "
@@ -191,10 +195,14 @@ def model_from_args(args):
 # ---------------------------------------------------------------------------
 
 
-def summarize(model, X_train, X_test=None):
-    """Final cost parts on X_train, and ``diagnostics`` on X_train (and X_test)."""
+def summarize(model, X_train, X_test=None, unit="images"):
+    """Final cost parts on X_train, and ``diagnostics`` on X_train (and X_test).
+
+    unit: what one example is, for the printed summary ("images", "patches").
+    """
     target = model.rho if model.penalty == "kl" else None
     summary = {
+        "unit": unit,
         "hyperparameters": model.hyperparameters(),
         "m_train": int(X_train.shape[0]),
         "cost_terms": model.cost_terms(X_train),
@@ -235,7 +243,8 @@ def format_summary(summary):
     mse = f"train {train['reconstruction_mse']:.5g} (FVE {train['fve']:.4f})"
     if summary["test"] is not None:
         test = summary["test"]
-        mse += f", test {test['reconstruction_mse']:.5g} (FVE {test['fve']:.4f}, {test['m']} images)"
+        mse += (f", test {test['reconstruction_mse']:.5g} (FVE {test['fve']:.4f}, {test['m']} "
+                f"{summary.get('unit', 'images')})")
     lines.append(f"  reconstruction MSE per input: {mse}")
     rho_line = f"  mean rho_hat:     {train['rho_hat_mean']:.4g}"
     if train["rho"] is not None:
@@ -272,7 +281,7 @@ def output_paths(out_dir, name):
 
 
 def write_outputs(model, summary, out_dir, name, *, tile_shape, X_examples,
-                  value_range=(0.0, 1.0), extra=None, info=None):
+                  value_range=(0.0, 1.0), extra=None, info=None, filters=None):
     """Save the model (.npz) and the four figures; returns their paths.
 
     X_examples: (k, n_visible) examples shown with their reconstructions.
@@ -280,7 +289,9 @@ def write_outputs(model, summary, out_dir, name, *, tile_shape, X_examples,
     the examples, or None to scale each one on its own. extra: arrays saved
     with the model (e.g. a whitening matrix). info: JSON-compatible dict
     saved with the hyperparameters (data description, ...); the tile shape
-    is added to it.
+    is added to it. filters: (n_hidden, h*w) rows drawn as the filter grid,
+    default W1 (for whitened inputs, W1 @ W_zca shows the filters in pixel
+    space).
     """
     import plots  # matplotlib only when figures are written
 
@@ -288,7 +299,8 @@ def write_outputs(model, summary, out_dir, name, *, tile_shape, X_examples,
     del paths["summary"]
     info = {"tile_shape": list(tile_shape), **(info or {})}
     model.save(paths["model"], extra=extra, info=info)
-    plots.save_filter_grid(model.params_["W1"], paths["filters"], tile_shape)
+    filters = model.params_["W1"] if filters is None else filters
+    plots.save_filter_grid(filters, paths["filters"], tile_shape)
     plots.save_training_curve(model.history_, paths["training_curve"])
     plots.save_rho_hat_histogram(summary["train"]["rho_hat"], paths["rho_hat"], rho=summary["train"]["rho"])
     plots.save_reconstructions(X_examples, model.reconstruct(X_examples), paths["reconstructions"],
@@ -304,14 +316,16 @@ def write_summary(text, path):
 
 
 def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0), extra=None,
-        info=None, callback=None, start_time=None, stream=None):
+        info=None, filters=None, unit="images", callback=None, start_time=None, stream=None):
     """Train on X_train, then summarize, save and draw; returns (model, summary, paths).
 
     args: parsed options of ``add_training_arguments``. X_test: optional
     held-out data for the summary (its first examples are also the ones
-    shown reconstructed; else X_train's). callback: passed to the optimizer
-    (return True to stop; the parameters reached are still saved).
-    start_time: ``time.perf_counter()`` at the script's start, for the wall
+    shown reconstructed; else X_train's). filters: None (draw W1) or a
+    function of the trained model giving the (n_hidden, n_visible) rows to
+    draw. unit: the word for one example in the summary. callback: passed
+    to the optimizer (return True to stop; the parameters reached are still
+    saved). start_time: ``time.perf_counter()`` at the script's start, for the wall
     time (default: now).
 
     Ctrl-C: the first one stops training after the current step (see
@@ -346,10 +360,11 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
                 model.history_["message"] = "stopped by Ctrl-C"
 
             stage = "saving"
-            summary = summarize(model, X_train, X_test)
+            summary = summarize(model, X_train, X_test, unit=unit)
             shown = (X_test if X_test is not None else X_train)[:N_RECONSTRUCTIONS]
             paths = write_outputs(model, summary, out_dir, name, tile_shape=tile_shape,
-                                  X_examples=shown, value_range=value_range, extra=extra, info=info)
+                                  X_examples=shown, value_range=value_range, extra=extra, info=info,
+                                  filters=None if filters is None else filters(model))
             summary["train_seconds"] = train_seconds
             summary["wall_seconds"] = time.perf_counter() - start_time
             summary["interrupted"] = interrupt.requested

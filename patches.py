@@ -7,8 +7,10 @@ The pipeline of UFLDL's first exercise, on any greyscale photographs:
     whiten_images    Olshausen and Field's whitening filter, applied to whole
                      images in the 2-D Fourier domain
     sample_patches   random square patches, one row per patch: (n_patches, size*size)
-    normalize_for_sigmoid
+    normalize_for_sigmoid, sigmoid_limit
                      the exercise's normalization into [0.1, 0.9]
+    remove_patch_means
+                     each patch minus its own mean brightness
     fit_zca, apply_zca
                      ZCA whitening of patches, for the linear decoder
 
@@ -163,20 +165,41 @@ def sample_patches(images, n_patches, size, rng=None) -> np.ndarray:
     return patches
 
 
-def normalize_for_sigmoid(patches) -> np.ndarray:
+def remove_patch_means(patches) -> np.ndarray:
+    """Each patch minus its own mean (its average brightness): (n_patches, n_pixels)."""
+    patches = np.asarray(patches, dtype=np.float64)
+    return patches - patches.mean(axis=1, keepdims=True)
+
+
+def sigmoid_limit(patches) -> float:
+    """The clipping limit of ``normalize_for_sigmoid``: 3 std of the mean-removed patches.
+
+    One std over all values of all patches, each patch's own mean removed
+    first. Keep it to normalize new patches exactly like the training ones.
+    """
+    limit = 3 * float(remove_patch_means(patches).std())
+    if not limit > 0:
+        raise ValueError("patches: every patch is flat (zero variance); nothing to learn from")
+    return limit
+
+
+def normalize_for_sigmoid(patches, limit=None) -> np.ndarray:
     """The exercise's normalization, so a sigmoid decoder can fit the patches.
 
     1. remove each patch's own mean;
     2. clip to +-3 standard deviations (one std over all patch values);
     3. divide by that 3 std, giving [-1, 1];
     4. map [-1, 1] to [0.1, 0.9] with (p + 1) * 0.4 + 0.1.
-    Input and output are (n_patches, n_pixels).
+    Input and output are (n_patches, n_pixels). limit: the 3 std to use
+    (``sigmoid_limit`` of the training patches, for new patches); None
+    computes it from ``patches``.
     """
     patches = _check_patches("patches", patches)
-    centred = patches - patches.mean(axis=1, keepdims=True)     # (n_patches, n_pixels)
-    limit = 3 * centred.std()
-    if not limit > 0:
-        raise ValueError("patches: every patch is flat (zero variance); nothing to learn from")
+    if limit is None:
+        limit = sigmoid_limit(patches)
+    elif not (np.isfinite(limit) and limit > 0):
+        raise ValueError(f"limit: expected a positive clipping limit, got {limit!r}")
+    centred = remove_patch_means(patches)                       # (n_patches, n_pixels)
     np.clip(centred, -limit, limit, out=centred)
     centred /= limit
     return (centred + 1) * 0.4 + 0.1

@@ -91,6 +91,23 @@ def test_normalization_lands_in_range_with_each_patch_mean_removed():
     np.testing.assert_allclose(patches.normalize_for_sigmoid(gentle).mean(axis=1), 0.5, atol=1e-12)
 
 
+def test_normalization_with_a_given_limit_reuses_the_training_patches_scale():
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(500, 16))
+    limit = patches.sigmoid_limit(train)
+    assert limit == pytest.approx(3 * patches.remove_patch_means(train).std(), rel=1e-12)
+    np.testing.assert_array_equal(patches.normalize_for_sigmoid(train, limit=limit),
+                                  patches.normalize_for_sigmoid(train))
+    # New patches with twice the contrast: clipped at the training limit, not rescaled to their own.
+    new = 2 * rng.normal(size=(50, 16))
+    out = patches.normalize_for_sigmoid(new, limit=limit)
+    centred = patches.remove_patch_means(new)
+    np.testing.assert_allclose(out, (np.clip(centred, -limit, limit) / limit + 1) * 0.4 + 0.1, atol=1e-15)
+    assert np.isclose(out.max(), 0.9) and np.isclose(out.min(), 0.1)
+    with pytest.raises(ValueError, match="limit"):
+        patches.normalize_for_sigmoid(new, limit=0.0)
+
+
 def test_normalization_of_flat_patches_is_a_clear_error():
     with pytest.raises(ValueError, match="patches"):
         patches.normalize_for_sigmoid(np.ones((10, 4)))
