@@ -506,8 +506,9 @@ def test_random_in_domain_inputs_never_give_nan_or_warnings(problem):
 # 3. A cost that becomes NaN or infinite: the script stops, saves, exits 3
 # ---------------------------------------------------------------------------
 
-OUTPUTS = ("mnist_model.npz", "mnist_filters.png", "mnist_training_curve.png", "mnist_rho_hat.png",
-           "mnist_reconstructions.png", "mnist_summary.txt")
+OUTPUT_SUFFIXES = ("_model.npz", "_filters.png", "_training_curve.png", "_rho_hat.png",
+                   "_reconstructions.png", "_summary.txt")
+OUTPUTS = tuple("mnist" + suffix for suffix in OUTPUT_SUFFIXES)
 
 
 def test_an_exploding_adam_run_saves_the_last_finite_params_and_exits_3(ctx, monkeypatch, capsys):
@@ -577,12 +578,20 @@ def _fake_mnist_files(directory, n, seed=0):
 
 
 def _training_command(variant, tmp_path, out_dir):
+    """(command, name of the outputs) of a run that would go on for 100,000 iterations."""
+    if variant == "train_patches.py":
+        import matplotlib.image
+
+        image = tmp_path / "texture.png"
+        matplotlib.image.imsave(image, np.random.default_rng(0).random((48, 48)), cmap="gray")
+        return [sys.executable, "train_patches.py", "--images", str(image), "--patches", "2000",
+                "--test-patches", "50", "--iters", "100000", "--out-dir", str(out_dir)], "patches"
     options = ["--examples", "2000", "--test-examples", "50", "--hidden", "25", "--iters", "100000",
                "--out-dir", str(out_dir)]
     if variant == "real MNIST":
         if not MNIST_DIR.is_dir():
             pytest.skip(f"real MNIST not found in {MNIST_DIR}")
-        return [sys.executable, "train_mnist.py", "--data-dir", str(MNIST_DIR), *options]
+        return [sys.executable, "train_mnist.py", "--data-dir", str(MNIST_DIR), *options], "mnist"
     data_dir = tmp_path / "fake"
     data_dir.mkdir()
     hashes = _fake_mnist_files(data_dir, 2000)
@@ -591,13 +600,14 @@ def _training_command(variant, tmp_path, out_dir):
         "mnist.SHA256.update(json.loads({hashes!r})); import experiment, train_mnist; "
         "experiment.run_script(train_mnist.main, json.loads({argv!r}))"
     ).format(root=str(ROOT), hashes=json.dumps(hashes), argv=json.dumps(["--data-dir", str(data_dir), *options]))
-    return [sys.executable, "-c", code]
+    return [sys.executable, "-c", code], "mnist"
 
 
-@pytest.mark.parametrize("variant", ["fake MNIST", "real MNIST"])
+@pytest.mark.parametrize("variant", ["fake MNIST", "real MNIST", "train_patches.py"])
 def test_sigint_stops_a_real_run_which_saves_and_exits_130(variant, tmp_path):
     out_dir = tmp_path / "out"
-    command = _training_command(variant, tmp_path, out_dir)
+    command, name = _training_command(variant, tmp_path, out_dir)
+    outputs = [name + suffix for suffix in OUTPUT_SUFFIXES]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
@@ -619,17 +629,17 @@ def test_sigint_stops_a_real_run_which_saves_and_exits_130(variant, tmp_path):
     match = INTERRUPTED_LINE.search(out.strip().splitlines()[-1])
     assert match, out
     iterations, model_path = int(match.group(1)), match.group(2)
-    assert model_path == str(out_dir / "mnist_model.npz")
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted(OUTPUTS)   # no temporary file left
-    for name in OUTPUTS:
-        if name.endswith(".png"):
-            assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert model_path == str(out_dir / outputs[0])
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(outputs)   # no temporary file left
+    for output in outputs:
+        if output.endswith(".png"):
+            assert (out_dir / output).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     model = train.SparseAutoencoder.load(model_path)
     history = model.history_
     assert history["status"] == "stopped" and history["message"] == "stopped by Ctrl-C"
     assert 1 <= iterations == history["iteration"][-1] < 100000
     assert history["cost"][-1] < history["cost"][0]
-    assert "stopped by Ctrl-C" in (out_dir / "mnist_summary.txt").read_text()
+    assert "stopped by Ctrl-C" in (out_dir / outputs[-1]).read_text()
 
 
 def _args(out_dir, *extra):
