@@ -190,13 +190,13 @@ def evaluate_representations(encode, data, *, lam=1e-4, max_iter=400, bias=True)
 def format_results(results, data, *, lam, max_iter, bias, wall_seconds=None):
     """The results table as printed and written to self_taught_results.txt."""
     features, pixels = results["features"], results["pixels"]
-    sizes = {"test_half": data["test_y"].size, "official_test": data["official_y"].size}
+    sizes = {"test_half": data["test_y"].size, "official_test": data["official_y"].size,
+             "train": data["train_y"].size}
     rows = (
         ("UFLDL test set (2nd half of train 0-4)", "test_half"),
         ("MNIST test set, digits 0-4", "official_test"),
         ("(training set: 1st half of train 0-4)", "train"),
     )
-    sizes["train"] = data["train_y"].size
     head_f = f"learned features ({features['n_inputs']})"
     head_p = f"raw pixels ({pixels['n_inputs']})"
     lines = [
