@@ -9,6 +9,8 @@ file is written atomically (temporary file, then rename).
     save_training_curve(history, path)           J per iteration (L-BFGS) or epoch (Adam)
     save_rho_hat_histogram(rho_hat, path, rho)   histogram of the hidden units' rho_hat
     save_reconstructions(X, X_hat, path, tile_shape)  originals above reconstructions
+    save_self_taught_figure(accuracies, confusion, path)  accuracy of features vs pixels,
+                                                 and a confusion matrix
 """
 
 from __future__ import annotations
@@ -239,5 +241,77 @@ def save_reconstructions(X, X_hat, path, tile_shape, value_range=(0.0, 1.0), siz
     axes.set_yticks([1 + h / 2, 2 + 1.5 * h], ["original", "reconstruction"])
     axes.set_xticks([])
     axes.set_title("Originals and their reconstructions a3")
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def save_self_taught_figure(accuracies, confusion, path, class_names=None, size_pixels=(1100, 480)):
+    """Left: test accuracy of each classifier on each evaluation set; right: a confusion matrix.
+
+    accuracies: {evaluation set: {classifier: accuracy in [0, 1]}}, every
+        evaluation set with the same classifiers (e.g. "learned features",
+        "raw pixels"); drawn as labelled points (no bars: the interesting
+        differences are a few tenths of a percent near 100%).
+    confusion: (k, k) counts, rows true classes, columns predicted ones (as
+        ``softmax.confusion_matrix``); each cell shows its count, shaded by
+        the fraction of its row.
+    class_names: k labels for the confusion matrix's axes (default 0 .. k-1).
+    Writes a PNG of exactly ``size_pixels``. Returns the path.
+    """
+    if not isinstance(accuracies, dict) or not accuracies:
+        raise ValueError("accuracies: expected a non-empty dict {evaluation set: {classifier: accuracy}}")
+    classifiers = list(next(iter(accuracies.values())))
+    for set_name, row in accuracies.items():
+        if not isinstance(row, dict) or list(row) != classifiers:
+            raise ValueError(f"accuracies[{set_name!r}]: expected the classifiers {classifiers}, got {row!r}")
+        for value in row.values():
+            if not (isinstance(value, (int, float, np.floating)) and 0 <= value <= 1):
+                raise ValueError(f"accuracies[{set_name!r}]: expected accuracies in [0, 1], got {row!r}")
+    confusion = np.asarray(confusion)
+    if (confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.size == 0
+            or confusion.dtype.kind not in "iu" or confusion.min() < 0):
+        raise ValueError(f"confusion: expected a square array of non-negative integer counts, got "
+                         f"{confusion.dtype} {confusion.shape}")
+    k = confusion.shape[0]
+    class_names = [str(c) for c in (range(k) if class_names is None else class_names)]
+    if len(class_names) != k:
+        raise ValueError(f"class_names: expected {k} names, got {len(class_names)}")
+
+    figure = _new_figure(size_pixels)
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
+
+    set_names = list(accuracies)
+    x = np.arange(len(set_names))
+    offsets = np.linspace(-0.12, 0.12, len(classifiers)) if len(classifiers) > 1 else [0.0]
+    markers = "osD^v"
+    for c, (classifier, offset) in enumerate(zip(classifiers, offsets)):
+        values = np.array([100 * accuracies[s][classifier] for s in set_names])
+        left.plot(x + offset, values, markers[c % len(markers)], markersize=9, label=classifier)
+        for xi, value in zip(x + offset, values):
+            left.annotate(f"{value:.2f}%", (xi, value), textcoords="offset points", xytext=(10, -4),
+                          fontsize=9)
+    all_values = [100 * v for row in accuracies.values() for v in row.values()]
+    span = max(max(all_values) - min(all_values), 0.5)
+    left.set_ylim(max(0.0, min(all_values) - 0.4 * span), min(100.0, max(all_values) + 0.4 * span))
+    left.set_xlim(-0.6, len(set_names) - 0.4)
+    left.set_xticks(x, set_names)
+    left.set_ylabel("test accuracy (%)")
+    left.set_title("Softmax regression: learned features vs raw pixels")
+    left.grid(True, axis="y", alpha=0.3)
+    left.legend(loc="lower left")
+
+    row_totals = confusion.sum(axis=1, keepdims=True)
+    fractions = confusion / np.where(row_totals > 0, row_totals, 1)
+    right.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            right.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=9,
+                       color="white" if fractions[i, j] > 0.5 else "black")
+    right.set_xticks(range(k), class_names)
+    right.set_yticks(range(k), class_names)
+    right.set_xlabel("predicted")
+    right.set_ylabel("true")
+    right.set_title(f"Confusion matrix, learned features\n({int(confusion.sum())} images, "
+                    f"{int(np.trace(confusion))} correct)")
     figure.tight_layout()
     return _save_figure(figure, path)

@@ -106,3 +106,26 @@ def test_reconstructions_png(tmp_path):
     path = plots.save_reconstructions(X, X ** 2, tmp_path / "r.png", (28, 28))
     assert png_size(path) == (90 * 10 + 140, 260)
     assert path.stat().st_size > 5000
+
+
+def test_self_taught_figure_png(tmp_path):
+    accuracies = {"UFLDL test set": {"learned features": 0.983, "raw pixels": 0.962},
+                  "MNIST test set, 0-4": {"learned features": 0.985, "raw pixels": 0.97}}
+    confusion = np.array([[50, 1, 0], [2, 40, 3], [0, 0, 60]])
+    path = plots.save_self_taught_figure(accuracies, confusion, tmp_path / "st.png",
+                                         class_names=("0", "1", "2"), size_pixels=(900, 400))
+    assert png_size(path) == (900, 400)
+    assert path.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("accuracies, confusion, message", [
+    ({}, [[1]], "accuracies: expected a non-empty dict"),
+    ({"a": {"f": 0.9, "p": 0.8}, "b": {"f": 0.9}}, [[1]], r"accuracies\['b'\]: expected the classifiers"),
+    ({"a": {"f": 1.5}}, [[1]], "accuracies in \\[0, 1\\]"),
+    ({"a": {"f": 0.5}}, [[1, 2]], "confusion: expected a square array"),
+    ({"a": {"f": 0.5}}, [[0.5]], "confusion: expected a square array of non-negative integer"),
+])
+def test_self_taught_figure_rejects_bad_input(tmp_path, accuracies, confusion, message):
+    with pytest.raises(ValueError, match=message):
+        plots.save_self_taught_figure(accuracies, np.array(confusion), tmp_path / "st.png")
+    assert list(tmp_path.iterdir()) == []

@@ -588,6 +588,11 @@ def _training_command(variant, tmp_path, out_dir):
                 "--test-patches", "50", "--iters", "100000", "--out-dir", str(out_dir)], "patches"
     options = ["--examples", "2000", "--test-examples", "50", "--hidden", "25", "--iters", "100000",
                "--out-dir", str(out_dir)]
+    script, name = "train_mnist", "mnist"
+    if variant == "self_taught.py":
+        options = ["--unlabeled-limit", "500", "--labeled-limit", "200", "--test-limit", "20",
+                   "--hidden", "25", "--iters", "100000", "--out-dir", str(out_dir)]
+        script, name = "self_taught", "self_taught"
     if variant == "real MNIST":
         if not MNIST_DIR.is_dir():
             pytest.skip(f"real MNIST not found in {MNIST_DIR}")
@@ -597,13 +602,14 @@ def _training_command(variant, tmp_path, out_dir):
     hashes = _fake_mnist_files(data_dir, 2000)
     code = (
         "import json, sys; sys.path.insert(0, {root!r}); import mnist; "
-        "mnist.SHA256.update(json.loads({hashes!r})); import experiment, train_mnist; "
-        "experiment.run_script(train_mnist.main, json.loads({argv!r}))"
-    ).format(root=str(ROOT), hashes=json.dumps(hashes), argv=json.dumps(["--data-dir", str(data_dir), *options]))
-    return [sys.executable, "-c", code], "mnist"
+        "mnist.SHA256.update(json.loads({hashes!r})); import experiment, {script}; "
+        "experiment.run_script({script}.main, json.loads({argv!r}))"
+    ).format(root=str(ROOT), hashes=json.dumps(hashes), script=script,
+             argv=json.dumps(["--data-dir", str(data_dir), *options]))
+    return [sys.executable, "-c", code], name
 
 
-@pytest.mark.parametrize("variant", ["fake MNIST", "real MNIST", "train_patches.py"])
+@pytest.mark.parametrize("variant", ["fake MNIST", "real MNIST", "train_patches.py", "self_taught.py"])
 def test_sigint_stops_a_real_run_which_saves_and_exits_130(variant, tmp_path):
     out_dir = tmp_path / "out"
     command, name = _training_command(variant, tmp_path, out_dir)
@@ -626,7 +632,8 @@ def test_sigint_stops_a_real_run_which_saves_and_exits_130(variant, tmp_path):
     out = "".join(seen) + rest
     assert process.returncode == 130, (out, err)
     assert "Ctrl-C: stopping after the current step" in err and "Traceback" not in err, err
-    match = INTERRUPTED_LINE.search(out.strip().splitlines()[-1])
+    last_lines = out.strip().splitlines()[-2:]            # self_taught.py adds one line after it
+    match = INTERRUPTED_LINE.search(last_lines[0]) or INTERRUPTED_LINE.search(last_lines[-1])
     assert match, out
     iterations, model_path = int(match.group(1)), match.group(2)
     assert model_path == str(out_dir / outputs[0])
