@@ -503,6 +503,8 @@ def _check_matrix(name, A, width, dtype, decoder=None):
     if A.shape[1] != width or A.shape[0] < 1:
         raise ValueError(f"{name}: expected shape (m, {width}) with m >= 1, got {A.shape}")
     A = A.astype(dtype, copy=False)
+    if decoder == "sigmoid" and _in_unit_interval(A):
+        return A                          # one pass showed every value finite and in [0, 1]
     lo, hi = A.min(), A.max()             # NaN propagates into min and max
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"{name}: expected finite values, found NaN or infinity")
@@ -513,6 +515,23 @@ def _check_matrix(name, A, width, dtype, decoder=None):
             f"or use decoder='linear'"
         )
     return A
+
+
+def _in_unit_interval(A):
+    """True if every value of the float32/float64 array A is in [+0, 1]; one pass.
+
+    A cheap first test for check_X, which calls it on every cost evaluation:
+    one integer max instead of a float min and a float max. It reads each
+    float's bits as an unsigned integer of the same width. Floats from +0 to
+    1 have the bit patterns from 0 up to that of 1.0, in order. Everything
+    else reads larger: negative numbers have the sign bit (the top bit) set,
+    and values above 1, infinity and NaN have larger exponent bits. -0.0
+    (the sign bit alone) also reads larger, so a False only means "look
+    closer", which _check_matrix does with min and max.
+    """
+    unsigned = np.dtype(f"u{A.dtype.itemsize}")
+    one = np.array(1, dtype=A.dtype).view(unsigned)
+    return bool(A.view(unsigned).max() <= one)
 
 
 def _check_call(params, X, penalty, rho, beta, lam, decoder):
