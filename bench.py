@@ -117,6 +117,11 @@ def build_parser():
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random data and weights")
     parser.add_argument(
+        "--accuracy", action="store_true",
+        help="also print how far float32 cost and gradient are from float64 ones, for each shape "
+             "(same data and weights, rounded to float32)",
+    )
+    parser.add_argument(
         "--train", action="store_true",
         help="also time full default runs of train_mnist.py (skipped, with a message, "
              "if train_mnist.py is not in this tree)",
@@ -344,6 +349,41 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
+def float32_accuracy(m, n_visible, n_hidden, seed):
+    """Relative differences of the float32 cost and gradient from the float64 ones.
+
+    The float64 problem of ``make_problem`` and its float32 rounding; the
+    gradient difference is ||g32 - g64|| / ||g64|| over all of theta and per
+    block. Also the largest relative error of a single gradient entry among
+    those at least 1e-3 of the largest entry.
+    """
+    params, X = make_problem(m, n_visible, n_hidden, np.float64, seed)
+    params32 = {name: value.astype(np.float32) for name, value in params.items()}
+    cost64, grads64 = sae.cost_and_grad(params, X)
+    cost32, grads32 = sae.cost_and_grad(params32, X.astype(np.float32))
+    g64, g32 = sae.pack(grads64), sae.pack(grads32).astype(np.float64)
+    big = np.abs(g64) >= 1e-3 * np.abs(g64).max()
+    row = {
+        "shape": f"{m} x {n_visible} -> {n_hidden}",
+        "cost": abs(cost32 - cost64) / abs(cost64),
+        "grad": np.linalg.norm(g32 - g64) / np.linalg.norm(g64),
+        "entry": float(np.max(np.abs(g32[big] - g64[big]) / np.abs(g64[big]))),
+    }
+    for name in sae.PARAM_NAMES:
+        a, b = grads32[name].astype(np.float64), grads64[name]
+        row[name] = np.linalg.norm(a - b) / np.linalg.norm(b)
+    return row
+
+
+def accuracy_table(rows):
+    lines = ["| shape | cost | gradient (all) | W1 | b1 | W2 | b2 | worst entry (>= 1e-3 max) |",
+             "|" + "---|" * 8]
+    for r in rows:
+        lines.append(f"| {r['shape']} | {r['cost']:.1e} | {r['grad']:.1e} | {r['W1']:.1e} | "
+                     f"{r['b1']:.1e} | {r['W2']:.1e} | {r['b2']:.1e} | {r['entry']:.1e} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------
 # Training run
 # ---------------------------------------------------------------------------
@@ -403,6 +443,10 @@ def main(argv=None):
             print(f"  done {row['shape']} {row['dtype']}: {row['ratio']:.2f}x floor",
                   file=sys.stderr, flush=True)
     print(markdown_table(rows))
+    if args.accuracy:
+        print("\nfloat32 vs float64, relative difference of one cost_and_grad call "
+              "(same data and init_params weights, rounded to float32):\n")
+        print(accuracy_table([float32_accuracy(m, v, h, args.seed) for m, v, h in shapes]))
     if args.train:
         time_training(args.train_runs, args.data_dir, args.train_args)
 
