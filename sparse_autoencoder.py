@@ -255,9 +255,9 @@ def _decode(params, a2, decoder):
 BLOCK_BYTES = 256 * 1024
 
 
-def _row_blocks(m, n_visible, dtype):
-    """Slices of rows that cover range(m) in order, each about BLOCK_BYTES of X."""
-    rows = max(1, BLOCK_BYTES // (n_visible * np.dtype(dtype).itemsize))
+def _row_blocks(m, width, dtype):
+    """Slices of rows that cover range(m) in order, each about BLOCK_BYTES of a (m, width) array."""
+    rows = max(1, BLOCK_BYTES // (width * np.dtype(dtype).itemsize))
     return [slice(start, min(start + rows, m)) for start in range(0, m, rows)]
 
 
@@ -312,12 +312,14 @@ def cost_and_grad(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
                dJ/dW1 = delta2.T @ X  / m + lam * W1,  dJ/db1 = sum of delta2 rows / m
     with f'(z) = f(z) (1 - f(z)), so f'(z2) = a2 (1 - a2) and f'(z3) = a3 (1 - a3).
 
-    How it is computed: a2 and rho_hat for all m rows first (the sparsity
-    term needs rho_hat before any delta2); then z3, a3 and delta3, which are
-    as large as X, one block of rows at a time (sums over i split into sums
-    over blocks), each block's delta3 @ W2 going into its rows of delta2;
-    then delta2 for all rows. Extra memory: a2 and delta2 (m, n_hidden) and
-    a few blocks, not copies of X.
+    How it is computed: each of the five matrix products above is one call
+    over all m rows; the elementwise steps between them go block by block
+    over the rows (see BLOCK_BYTES), in place, and the sums over examples
+    (rho_hat, the squared error, dJ/db1, dJ/db2) are sums of block sums.
+    a2 and rho_hat come first, for all rows (the sparsity term needs
+    rho_hat before any delta2). The array z3 becomes a3 - X (for the cost)
+    and then delta3 in place; a3 lives in a block-sized buffer. Extra
+    memory: that one array as large as X, plus a2 and delta2 (m, n_hidden).
     """
     params, X, rho, beta, lam = _check_call(params, X, penalty, rho, beta, lam, decoder)
     return _cost_and_grad(params, X, penalty, rho, beta, lam, decoder)
@@ -335,12 +337,13 @@ def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
     W1, b1, W2, b2 = (params[name] for name in PARAM_NAMES)
     m, n_visible = X.shape
     n_hidden = W1.shape[0]
-    blocks = _row_blocks(m, n_visible, X.dtype)
+    hidden_blocks = _row_blocks(m, n_hidden, X.dtype)       # for (m, n_hidden) arrays
+    visible_blocks = _row_blocks(m, n_visible, X.dtype)     # for (m, n_visible) arrays
 
     # Forward pass to the hidden layer, all rows: rho_hat needs every a2.
     a2 = X @ W1.T                                            # z2 without b1, (m, n_hidden)
     a2_sum = np.zeros(n_hidden, X.dtype)                     # sum_i a2_i
-    for rows in blocks:
+    for rows in hidden_blocks:
         a = a2[rows]
         a += b1                                              # z2 = X W1^T + b1
         sigmoid(a, out=a)                                    # a2 = f(z2), in place of z2
@@ -349,10 +352,10 @@ def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
 
     # Output layer: z3 becomes a3 - X and then delta3, in place, block by block.
     delta3 = a2 @ W2.T                                       # z3 without b2, (m, n_visible)
-    a3_buffer = np.empty((blocks[0].stop, n_visible), X.dtype)
+    a3_buffer = np.empty((visible_blocks[0].stop, n_visible), X.dtype)
     squared_error = 0.0                                      # sum_i ||a3_i - x_i||^2
     grad_b2 = np.zeros(n_visible, X.dtype)                   # sum_i delta3_i
-    for rows in blocks:
+    for rows in visible_blocks:
         x, d = X[rows], delta3[rows]                         # (rows, n_visible) each
         d += b2                                              # z3 = a2 W2^T + b2
         if decoder == "sigmoid":
@@ -372,7 +375,7 @@ def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
     del delta3
     sparsity_delta = _sparsity_delta(rho_hat, penalty, rho, beta)
     grad_b1 = np.zeros(n_hidden, X.dtype)                    # sum_i delta2_i
-    for rows in blocks:
+    for rows in hidden_blocks:
         d, a = delta2[rows], a2[rows]                        # (rows, n_hidden) each
         if sparsity_delta is not None:
             d += sparsity_delta
