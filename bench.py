@@ -117,6 +117,11 @@ def build_parser():
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random data and weights")
     parser.add_argument(
+        "--blas-threads", type=positive_int, default=None,
+        help="set OpenBLAS's thread count (through ctypes) before timing; 1 gives ratios that "
+             "other programs on the machine disturb less (default: leave BLAS as it is)",
+    )
+    parser.add_argument(
         "--accuracy", action="store_true",
         help="also print how far float32 cost and gradient are from float64 ones, for each shape "
              "(same data and weights, rounded to float32)",
@@ -197,6 +202,23 @@ def _openblas_call(lib, names, restype):
     return None
 
 
+def set_blas_threads(count):
+    """Ask OpenBLAS (through ctypes) to use ``count`` threads; False if that is not possible."""
+    import ctypes
+
+    lib = _openblas_library()
+    if lib is None:
+        return False
+    for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                 "scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+        function = getattr(lib, name, None)
+        if function is not None:
+            function.argtypes = [ctypes.c_int]
+            function(count)
+            return True
+    return False
+
+
 def blas_runtime():
     """(threads, kernel name) that OpenBLAS uses at run time, or None each."""
     import ctypes
@@ -231,6 +253,39 @@ def machine_lines():
         + (f"; environment {env}" if env else ""),
         f"- load average (1/5/15 min) at start: {load}",
     ]
+
+
+class OtherLoad:
+    """Share of the machine's CPU time used by other programs between start() and share().
+
+    From /proc/stat (all CPUs' busy time) minus this process's own CPU time
+    (os.times). None where /proc/stat is missing. The timings of a row are
+    trustworthy only when this is near 0%.
+    """
+
+    def __init__(self):
+        self.start()
+
+    @staticmethod
+    def _sample():
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)      # idle + iowait
+        own = os.times()
+        return sum(fields) / ticks, (sum(fields) - idle) / ticks, own.user + own.system
+
+    def start(self):
+        self.begin = self._sample()
+
+    def share(self):
+        end = self._sample()
+        if self.begin is None or end is None or end[0] <= self.begin[0]:
+            return None
+        total, busy, own = (b - a for a, b in zip(self.begin, end))
+        return max(0.0, (busy - own) / total)
 
 
 # ---------------------------------------------------------------------------
@@ -320,7 +375,9 @@ def bench_row(m, n_visible, n_hidden, dtype, *, repeats, warmup, loop_rows, seed
         return sae.cost_and_grad(params, X, penalty="kl", decoder="sigmoid")
 
     floor = make_floor(params, X)
+    load = OtherLoad()
     (t_call, lo_call, hi_call), (t_floor, _, _) = time_alternately([call, floor], repeats, warmup)
+    others = load.share()
     per_example_loop = time_loop(params, X, min(loop_rows, m))
     peak = peak_extra_bytes(call)
     flops = 10.0 * m * n_visible * n_hidden
@@ -334,17 +391,20 @@ def bench_row(m, n_visible, n_hidden, dtype, *, repeats, warmup, loop_rows, seed
         "speedup": per_example_loop * m / t_call,
         "gflops": flops / t_call / 1e9,
         "memory": peak / X.nbytes,
+        "others": "?" if others is None else f"{100 * others:.0f}%",
     }
 
 
 def markdown_table(rows):
     header = ("| shape (m x n_visible -> n_hidden) | dtype | ms/call (min-max) | floor ms "
-              "| ratio to floor | speed-up over loop | GFLOP/s | peak extra memory / X.nbytes |")
-    lines = [header, "|" + "---|" * 8]
+              "| ratio to floor | speed-up over loop | GFLOP/s | peak extra memory / X.nbytes "
+              "| CPU used by others |")
+    lines = [header, "|" + "---|" * 9]
     for r in rows:
         lines.append(
             f"| {r['shape']} | {r['dtype']} | {r['ms']:.1f} ({r['spread']}) | {r['floor_ms']:.1f} "
-            f"| {r['ratio']:.2f}x | {r['speedup']:.0f}x | {r['gflops']:.1f} | {r['memory']:.2f} |"
+            f"| {r['ratio']:.2f}x | {r['speedup']:.0f}x | {r['gflops']:.1f} | {r['memory']:.2f} "
+            f"| {r['others']} |"
         )
     return "\n".join(lines)
 
@@ -428,12 +488,15 @@ def main(argv=None):
     if warmup < 0:
         raise SystemExit("--warmup: expected an integer >= 0")
 
+    if args.blas_threads is not None and not set_blas_threads(args.blas_threads):
+        print(f"--blas-threads: could not find OpenBLAS's set_num_threads; BLAS left as it is.")
     print("Machine:")
     print("\n".join(machine_lines()))
     print(f"\ncost_and_grad(penalty='kl', decoder='sigmoid', defaults otherwise); "
           f"median of {repeats} calls after {warmup} warm-up, alternating with the floor; "
           f"per-example loop on {loop_rows} rows, scaled to m; GFLOP/s = 10 m n_visible n_hidden "
-          f"/ time.\n", flush=True)
+          f"/ time. \"CPU used by others\": the share of all cores that other programs used "
+          f"while the row was timed; near 0% means the timings can be trusted.\n", flush=True)
     rows = []
     for m, n_visible, n_hidden in shapes:
         for dtype in args.dtypes:
