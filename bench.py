@@ -496,7 +496,8 @@ def main(argv=None):
           f"median of {repeats} calls after {warmup} warm-up, alternating with the floor; "
           f"per-example loop on {loop_rows} rows, scaled to m; GFLOP/s = 10 m n_visible n_hidden "
           f"/ time. \"CPU used by others\": the share of all cores that other programs used "
-          f"while the row was timed; near 0% means the timings can be trusted.\n", flush=True)
+          f"while the row was timed (? if too short to tell); near 0% means the timings "
+          f"can be trusted.\n", flush=True)
     rows = []
     for m, n_visible, n_hidden in shapes:
         for dtype in args.dtypes:
