@@ -380,16 +380,16 @@ def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
     # Hidden layer: delta2 = (W2^T delta3 + sparsity_delta) * f'(z2).
     delta2 = delta3 @ W2                                     # W2^T delta3, (m, n_hidden)
     del delta3
-    sparsity_delta = _sparsity_delta(rho_hat, penalty, rho, beta)   # (n_hidden,), beta or None
+    sparsity_delta = _sparsity_delta(rho_hat, penalty, rho, beta)   # (n_hidden,) for KL, beta for L1
     if sparsity_delta is not None:
-        sparsity_delta = _repeat_rows(np.broadcast_to(sparsity_delta, b1.shape).astype(X.dtype),
-                                      hidden_blocks[0])
+        sparsity_delta = np.broadcast_to(sparsity_delta, b1.shape).astype(X.dtype)
+        sparsity_rows = _repeat_rows(sparsity_delta, hidden_blocks[0])
     delta2_sums = np.zeros_like(b1_rows)                     # sum_i delta2_i, per block row
     for rows in hidden_blocks:
         d, a = delta2[rows], a2[rows]                        # (size, n_hidden) each
         size = d.shape[0]
         if sparsity_delta is not None:
-            d += sparsity_delta[:size]
+            d += sparsity_rows[:size]
         d *= a
         d *= np.subtract(1, a, out=a)                        # times f'(z2) = a2 (1 - a2); a2 is spent
         delta2_sums[:size] += d
