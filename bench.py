@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 import sparse_autoencoder as sae
+from gradcheck import numerical_gradient, relative_difference
 from reference import loop_cost_and_grad
 
 ROOT = Path(__file__).resolve().parent
@@ -435,6 +436,24 @@ def float32_accuracy(m, n_visible, n_hidden, seed):
     return row
 
 
+def gradient_check_by_dtype(seed, eps_values=(1e-4, 1e-3, 1e-2)):
+    """The notes' gradient check, ||num - grad|| / ||num + grad||, in each dtype and step.
+
+    A small problem (10 examples, 8 -> 5, init_params weights, rho 0.1) as in
+    the tests; the central differences are taken in the dtype of the model.
+    """
+    results = {}
+    for dtype in (np.float64, np.float32):
+        params, X = make_problem(10, 8, 5, dtype, seed)
+        theta = sae.pack(params)
+        _, grads = sae.cost_and_grad(params, X, rho=0.1)
+        for eps in eps_values:
+            numerical = numerical_gradient(
+                lambda t: sae.cost_and_grad(sae.unpack(t, 8, 5), X, rho=0.1)[0], theta.copy(), eps=eps)
+            results[np.dtype(dtype).name, eps] = relative_difference(numerical, sae.pack(grads))
+    return results
+
+
 def accuracy_table(rows):
     lines = ["| shape | cost | gradient (all) | W1 | b1 | W2 | b2 | worst entry (>= 1e-3 max) |",
              "|" + "---|" * 8]
@@ -511,6 +530,13 @@ def main(argv=None):
         print("\nfloat32 vs float64, relative difference of one cost_and_grad call "
               "(same data and init_params weights, rounded to float32):\n")
         print(accuracy_table([float32_accuracy(m, v, h, args.seed) for m, v, h in shapes]))
+        checks = gradient_check_by_dtype(args.seed)
+        print("\nGradient check (10 examples, 8 -> 5), ||num - grad|| / ||num + grad||:\n")
+        print("| dtype | " + " | ".join(f"eps = {eps:g}" for _, eps in list(checks)[:3]) + " |")
+        print("|---|---|---|---|")
+        for dtype in ("float64", "float32"):
+            print(f"| {dtype} | " + " | ".join(f"{v:.1e}" for (d, _), v in checks.items() if d == dtype)
+                  + " |")
     if args.train:
         time_training(args.train_runs, args.data_dir, args.train_args)
 
