@@ -344,56 +344,18 @@ def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
 
     # Forward pass to the hidden layer, all rows: rho_hat needs every a2.
     a2 = X @ W1.T                                            # z2 without b1, (m, n_hidden)
-    b1_rows = _repeat_rows(b1, hidden_blocks[0])             # b1 on every row of a block
-    a2_sums = np.zeros_like(b1_rows)                         # sum_i a2_i, one partial sum per block row
-    for rows in hidden_blocks:
-        a = a2[rows]
-        size = a.shape[0]
-        a += b1_rows[:size]                                  # z2 = X W1^T + b1
-        sigmoid(a, out=a)                                    # a2 = f(z2), in place of z2
-        a2_sums[:size] += a
-    rho_hat = (_column_sums(a2_sums) / m).astype(X.dtype)    # (n_hidden,)
+    rho_hat = _hidden_activations(a2, b1, hidden_blocks)     # a2 = f(z2) in place; (n_hidden,)
 
-    # Output layer: z3 becomes a3 - X and then delta3, in place, block by block.
+    # Output layer: z3, then a3 - X (for the cost), then delta3, in one array.
     delta3 = a2 @ W2.T                                       # z3 without b2, (m, n_visible)
-    b2_rows = _repeat_rows(b2, visible_blocks[0])            # b2 on every row of a block
-    a3_buffer = np.empty_like(b2_rows)
-    delta3_sums = np.zeros_like(b2_rows)                     # sum_i delta3_i, per block row
-    squared_error = 0.0                                      # sum_i ||a3_i - x_i||^2
-    for rows in visible_blocks:
-        x, d = X[rows], delta3[rows]                         # (size, n_visible) each
-        size = d.shape[0]
-        d += b2_rows[:size]                                  # z3 = a2 W2^T + b2
-        if decoder == "sigmoid":
-            a3 = sigmoid(d, out=a3_buffer[:size])            # a3 = f(z3)
-            np.subtract(a3, x, out=d)                        # a3 - x
-        else:
-            d -= x                                           # a3 - x, with a3 = z3
-        squared_error += _sum_of_squares(d)
-        if decoder == "sigmoid":
-            d *= a3
-            d *= np.subtract(1, a3, out=a3)                  # delta3 = (a3 - x) * f'(z3)
-        delta3_sums[:size] += d
-    grad_b2 = _column_sums(delta3_sums).astype(X.dtype)      # sum_i delta3_i
+    squared_error, grad_b2 = _output_deltas(delta3, X, b2, decoder, visible_blocks)
     grad_W2 = delta3.T @ a2                                  # sum_i delta3 a2^T, (n_visible, n_hidden)
 
     # Hidden layer: delta2 = (W2^T delta3 + sparsity_delta) * f'(z2).
     delta2 = delta3 @ W2                                     # W2^T delta3, (m, n_hidden)
     del delta3
-    sparsity_delta = _sparsity_delta(rho_hat, penalty, rho, beta)   # (n_hidden,) for KL, beta for L1
-    if sparsity_delta is not None:
-        sparsity_delta = np.broadcast_to(sparsity_delta, b1.shape).astype(X.dtype)
-        sparsity_rows = _repeat_rows(sparsity_delta, hidden_blocks[0])
-    delta2_sums = np.zeros_like(b1_rows)                     # sum_i delta2_i, per block row
-    for rows in hidden_blocks:
-        d, a = delta2[rows], a2[rows]                        # (size, n_hidden) each
-        size = d.shape[0]
-        if sparsity_delta is not None:
-            d += sparsity_rows[:size]
-        d *= a
-        d *= np.subtract(1, a, out=a)                        # times f'(z2) = a2 (1 - a2); a2 is spent
-        delta2_sums[:size] += d
-    grad_b1 = _column_sums(delta2_sums).astype(X.dtype)      # sum_i delta2_i
+    sparsity_delta = _sparsity_delta(rho_hat, penalty, rho, beta)
+    grad_b1 = _hidden_deltas(delta2, a2, sparsity_delta, hidden_blocks)   # a2 is spent
     grad_W1 = delta2.T @ X                                   # sum_i delta2 x^T, (n_hidden, n_visible)
 
     cost = (0.5 / m) * squared_error
@@ -406,6 +368,74 @@ def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
     grads["W1"] += lam * W1
     grads["W2"] += lam * W2
     return float(cost), grads
+
+
+def _hidden_activations(a2, b1, blocks):
+    """Turn a2, holding X @ W1.T, into a2 = f(z2), z2 = X W1^T + b1, in place.
+
+    Returns rho_hat = (1/m) sum_i a2_i, shape (n_hidden,), a2's dtype.
+    """
+    b1_rows = _repeat_rows(b1, blocks[0])                    # b1 on every row of a block
+    a2_sums = np.zeros_like(b1_rows)                         # sum_i a2_i, one partial sum per block row
+    for rows in blocks:
+        a = a2[rows]                                         # (size, n_hidden)
+        size = a.shape[0]
+        a += b1_rows[:size]                                  # z2
+        sigmoid(a, out=a)                                    # a2 = f(z2), in place of z2
+        a2_sums[:size] += a
+    return (_column_sums(a2_sums) / a2.shape[0]).astype(a2.dtype)
+
+
+def _output_deltas(delta3, X, b2, decoder, blocks):
+    """Turn delta3, holding a2 @ W2.T, into delta3 = (a3 - X) * f'(z3), in place.
+
+    z3 = a2 W2^T + b2, a3 = f(z3) (linear decoder: a3 = z3 and f'(z3) = 1).
+    Returns (sum_i ||a3_i - x_i||^2 as a Python float, sum_i delta3_i of
+    shape (n_visible,)). The residual a3 - X is formed in delta3 itself, so
+    the cost's reconstruction term comes from the arrays of the gradient.
+    """
+    b2_rows = _repeat_rows(b2, blocks[0])                    # b2 on every row of a block
+    a3_buffer = np.empty_like(b2_rows)
+    delta3_sums = np.zeros_like(b2_rows)                     # sum_i delta3_i, per block row
+    squared_error = 0.0
+    for rows in blocks:
+        x, d = X[rows], delta3[rows]                         # (size, n_visible) each
+        size = d.shape[0]
+        d += b2_rows[:size]                                  # z3
+        if decoder == "sigmoid":
+            a3 = sigmoid(d, out=a3_buffer[:size])            # a3 = f(z3)
+            np.subtract(a3, x, out=d)                        # a3 - x
+        else:
+            d -= x                                           # a3 - x, with a3 = z3
+        squared_error += _sum_of_squares(d)
+        if decoder == "sigmoid":
+            d *= a3
+            d *= np.subtract(1, a3, out=a3)                  # delta3 = (a3 - x) * f'(z3), f' = a3 (1 - a3)
+        delta3_sums[:size] += d
+    return squared_error, _column_sums(delta3_sums).astype(X.dtype)
+
+
+def _hidden_deltas(delta2, a2, sparsity_delta, blocks):
+    """Turn delta2, holding W2^T delta3, into (W2^T delta3 + sparsity_delta) * f'(z2), in place.
+
+    f'(z2) = a2 (1 - a2); a2 is overwritten (with 1 - a2) on the way.
+    sparsity_delta: (n_hidden,) for KL, the float beta for L1, None for no
+    penalty. Returns sum_i delta2_i, shape (n_hidden,).
+    """
+    n_hidden = delta2.shape[1]
+    if sparsity_delta is not None:
+        sparsity_delta = np.broadcast_to(sparsity_delta, (n_hidden,)).astype(delta2.dtype)
+        sparsity_rows = _repeat_rows(sparsity_delta, blocks[0])
+    delta2_sums = np.zeros((blocks[0].stop, n_hidden), delta2.dtype)   # sum_i delta2_i, per block row
+    for rows in blocks:
+        d, a = delta2[rows], a2[rows]                        # (size, n_hidden) each
+        size = d.shape[0]
+        if sparsity_delta is not None:
+            d += sparsity_rows[:size]
+        d *= a
+        d *= np.subtract(1, a, out=a)                        # times f'(z2) = a2 (1 - a2)
+        delta2_sums[:size] += d
+    return _column_sums(delta2_sums).astype(delta2.dtype)
 
 
 def _repeat_rows(vector, block):
