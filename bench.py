@@ -19,13 +19,19 @@ per-example loop ``reference.loop_cost_and_grad`` on a subset of rows and
 scales it to m rows; and it measures the peak extra memory of one call with
 tracemalloc (NumPy reports its array buffers to tracemalloc).
 
-The machine may be shared and its load may change: the ratio to the floor,
-measured alternately in one run, is the robust number; the milliseconds are
-not.
+On a machine shared with other programs the milliseconds mean little; the
+ratio to the floor, measured alternately in one run, holds up better, but
+not when another program holds a core: OpenBLAS's threads then wait for one
+another and small products slow down a hundredfold. Each row therefore shows
+the share of the CPU that other programs used while it was timed, and
+--blas-threads 1 gives ratios against one core's BLAS, which load disturbs
+less.
 
-    python bench.py                       # the full table (about a minute)
+    python bench.py                       # the full table (a minute or two when idle)
     python bench.py --quick               # fewer repeats, a smaller loop subset
+    python bench.py --accuracy            # also float32 against float64
     python bench.py --shapes 10000x784x196 --dtypes float32
+    python bench.py --blas-threads 1      # BLAS on one thread
     python bench.py --train --data-dir ../shared/data/mnist   # also time train_mnist.py
 """
 
