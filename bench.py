@@ -1,0 +1,551 @@
+"""How close cost_and_grad comes to the matrix-multiply floor, on this machine.
+
+One evaluation of the cost and gradient needs five matrix products (two
+forward, three backward), 10 * m * n_visible * n_hidden flops in all:
+
+    X @ W1.T        (m, n_visible) x (n_visible, n_hidden)   forward, z2
+    a2 @ W2.T       (m, n_hidden)  x (n_hidden, n_visible)   forward, z3
+    delta3.T @ a2   (n_visible, m) x (m, n_hidden)           dJ/dW2
+    delta3 @ W2     (m, n_visible) x (n_visible, n_hidden)   W2^T delta3
+    delta2.T @ X    (n_hidden, m)  x (m, n_visible)          dJ/dW1
+
+Everything else (sigmoids, the sparsity term, the cost) is elementwise. The
+time of those five products alone, with the same shapes and dtype, into
+preallocated outputs, in the same process, is the "floor". For every shape
+and dtype this script times ``cost_and_grad`` (KL penalty, sigmoid decoder,
+default rho, beta, lam; random X in [0, 1], ``init_params`` weights) and the
+floor, alternately, after a warm-up, and reports medians; it times the
+per-example loop ``reference.loop_cost_and_grad`` on a subset of rows and
+scales it to m rows; and it measures the peak extra memory of one call with
+tracemalloc (NumPy reports its array buffers to tracemalloc).
+
+On a machine shared with other programs the milliseconds mean little; the
+ratio to the floor, measured alternately in one run, holds up better, but
+not when another program holds a core: OpenBLAS's threads then wait for one
+another and small products slow down a hundredfold. Each row therefore shows
+the share of the CPU that other programs used while it was timed, and
+--blas-threads 1 gives ratios against one core's BLAS, which load disturbs
+less.
+
+    python bench.py                       # the full table (a minute or two when idle)
+    python bench.py --quick               # fewer repeats, a smaller loop subset
+    python bench.py --accuracy            # also float32 against float64
+    python bench.py --shapes 10000x784x196 --dtypes float32
+    python bench.py --blas-threads 1      # BLAS on one thread
+    python bench.py --train --data-dir ../shared/data/mnist   # also time train_mnist.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+import sparse_autoencoder as sae
+from gradcheck import numerical_gradient, relative_difference
+from reference import loop_cost_and_grad
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_SHAPES = ("10000x64x25", "10000x100x100", "10000x784x196", "60000x784x196")
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "mnist"
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def parse_shape(text):
+    """'10000x784x196' or '10000x784->196' -> (m, n_visible, n_hidden)."""
+    parts = re.split(r"x|->|:|,", text.strip())
+    try:
+        m, n_visible, n_hidden = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--shapes: expected MxN_VISIBLExN_HIDDEN such as 10000x784x196, got {text!r}"
+        ) from None
+    if min(m, n_visible, n_hidden) < 1:
+        raise argparse.ArgumentTypeError(f"--shapes: all sizes must be >= 1, got {text!r}")
+    return m, n_visible, n_hidden
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Time cost_and_grad against the five-matrix-product floor and the "
+                    "per-example loop; measure its peak extra memory; print a Markdown table.",
+    )
+    parser.add_argument(
+        "--shapes", nargs="+", type=parse_shape, default=None, metavar="MxVxH",
+        help="problem sizes m x n_visible x n_hidden (default: "
+             + " ".join(DEFAULT_SHAPES) + ")",
+    )
+    parser.add_argument(
+        "--dtypes", nargs="+", choices=("float64", "float32"), default=["float64", "float32"],
+        help="dtypes to time (default: float64 float32)",
+    )
+    parser.add_argument(
+        "--repeats", type=positive_int, default=None,
+        help="timed calls of cost_and_grad and of the floor per row, after warm-up; "
+             "the table shows medians (default 9, or 3 with --quick)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None,
+        help="untimed calls before timing (default 2, or 1 with --quick)",
+    )
+    parser.add_argument(
+        "--loop-rows", type=positive_int, default=None,
+        help="rows of X given to the per-example loop; its time is scaled to m rows "
+             "(default 300, or 50 with --quick)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="a quick look: 3 repeats, 1 warm-up call, 50 rows for the loop",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random data and weights")
+    parser.add_argument(
+        "--blas-threads", type=positive_int, default=None,
+        help="set OpenBLAS's thread count (through ctypes) before timing; 1 gives ratios that "
+             "other programs on the machine disturb less (default: leave BLAS as it is)",
+    )
+    parser.add_argument(
+        "--accuracy", action="store_true",
+        help="also print how far float32 cost and gradient are from float64 ones, for each shape "
+             "(same data and weights, rounded to float32)",
+    )
+    parser.add_argument(
+        "--train", action="store_true",
+        help="also time full default runs of train_mnist.py (skipped, with a message, "
+             "if train_mnist.py is not in this tree)",
+    )
+    parser.add_argument(
+        "--train-runs", type=positive_int, default=1,
+        help="number of train_mnist.py runs; the median wall time is reported (default 1)",
+    )
+    parser.add_argument(
+        "--train-args", default="",
+        help="extra arguments for train_mnist.py, as one quoted string, e.g. '--dtype float32'",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+        help=f"MNIST directory passed to train_mnist.py --data-dir (default {DEFAULT_DATA_DIR})",
+    )
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# Machine
+# ---------------------------------------------------------------------------
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info():
+    """BLAS name and version from numpy.show_config, without extra packages."""
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        text = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+        openblas = blas.get("openblas configuration")
+        if openblas:
+            text += f" ({openblas})"
+        return text
+    except Exception as exc:  # older NumPy: no mode="dicts"
+        return f"unknown ({type(exc).__name__})"
+
+
+def _openblas_library():
+    """The OpenBLAS library NumPy loaded, through ctypes; None if not found."""
+    import ctypes
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = sorted({line.split()[-1] for line in maps.splitlines()
+                    if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+    for path in paths:
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def _openblas_call(lib, names, restype):
+    for name in names:
+        function = getattr(lib, name, None)
+        if function is not None:
+            function.restype = restype
+            return function()
+    return None
+
+
+def set_blas_threads(count):
+    """Ask OpenBLAS (through ctypes) to use ``count`` threads; False if that is not possible."""
+    import ctypes
+
+    lib = _openblas_library()
+    if lib is None:
+        return False
+    for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                 "scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+        function = getattr(lib, name, None)
+        if function is not None:
+            function.argtypes = [ctypes.c_int]
+            function(count)
+            return True
+    return False
+
+
+def blas_runtime():
+    """(threads, kernel name) that OpenBLAS uses at run time, or None each."""
+    import ctypes
+
+    lib = _openblas_library()
+    if lib is None:
+        return None, None
+    prefixes = ("scipy_openblas_", "openblas_")
+    suffixes = ("64_", "")
+    threads = _openblas_call(lib, [p + "get_num_threads" + s for p in prefixes for s in suffixes],
+                             ctypes.c_int)
+    core = _openblas_call(lib, [p + "get_corename" + s for p in prefixes for s in suffixes],
+                          ctypes.c_char_p)
+    return threads, (core.decode() if core else None)
+
+
+def machine_lines():
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads, core = blas_runtime()
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+           if k in os.environ}
+    try:
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    return [
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores ({affinity} usable)",
+        f"- Python {platform.python_version()}, NumPy {np.__version__}",
+        f"- BLAS: {blas_info()}",
+        f"- BLAS at run time: {threads if threads is not None else 'unknown'} threads, "
+        f"kernel {core or 'unknown'}"
+        + (f"; environment {env}" if env else ""),
+        f"- load average (1/5/15 min) at start: {load}",
+    ]
+
+
+class OtherLoad:
+    """Share of the machine's CPU time used by other programs between start() and share().
+
+    From /proc/stat (all CPUs' busy time) minus this process's own CPU time
+    (os.times). None where /proc/stat is missing. The timings of a row are
+    trustworthy only when this is near 0%.
+    """
+
+    def __init__(self):
+        self.start()
+
+    @staticmethod
+    def _sample():
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)      # idle + iowait
+        own = os.times()
+        return sum(fields) / ticks, (sum(fields) - idle) / ticks, own.user + own.system
+
+    def start(self):
+        self.begin = self._sample()
+
+    def share(self):
+        end = self._sample()
+        if self.begin is None or end is None or end[0] <= self.begin[0]:
+            return None
+        total, busy, own = (b - a for a, b in zip(self.begin, end))
+        return max(0.0, (busy - own) / total)
+
+
+# ---------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------
+
+
+def make_problem(m, n_visible, n_hidden, dtype, seed):
+    """init_params weights and X uniform in [0, 1), both of ``dtype``."""
+    rng = np.random.default_rng(seed)
+    params = sae.init_params(n_visible, n_hidden, rng=rng, dtype=dtype)
+    X = rng.random((m, n_visible), dtype=dtype)
+    return params, X
+
+
+def make_floor(params, X):
+    """A function that computes the five products of one evaluation, nothing else.
+
+    Inputs of the right shapes and dtype (random, so no denormals or zeros
+    make BLAS faster than it would be) and preallocated outputs: the function
+    times the multiplications alone.
+    """
+    rng = np.random.default_rng(1)
+    m, n_visible = X.shape
+    n_hidden = params["W1"].shape[0]
+    dtype = X.dtype
+    W1, W2 = params["W1"], params["W2"]
+    a2 = rng.random((m, n_hidden), dtype=dtype)
+    delta3 = rng.random((m, n_visible), dtype=dtype)
+    delta2 = rng.random((m, n_hidden), dtype=dtype)
+    z2 = np.empty((m, n_hidden), dtype)
+    z3 = np.empty((m, n_visible), dtype)
+    dW2 = np.empty((n_visible, n_hidden), dtype)
+    back = np.empty((m, n_hidden), dtype)
+    dW1 = np.empty((n_hidden, n_visible), dtype)
+
+    def five_products():
+        np.matmul(X, W1.T, out=z2)             # z2 without b1
+        np.matmul(a2, W2.T, out=z3)            # z3 without b2
+        np.matmul(delta3.T, a2, out=dW2)       # sum_i delta3 a2^T
+        np.matmul(delta3, W2, out=back)        # W2^T delta3
+        np.matmul(delta2.T, X, out=dW1)        # sum_i delta2 x^T
+
+    return five_products
+
+
+def time_alternately(functions, repeats, warmup):
+    """Median seconds of each function, calls interleaved so load hits all alike."""
+    for _ in range(warmup):
+        for f in functions:
+            f()
+    samples = [[] for _ in functions]
+    for _ in range(repeats):
+        for f, times in zip(functions, samples):
+            start = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - start)
+    return [(statistics.median(t), min(t), max(t)) for t in samples]
+
+
+def time_loop(params, X, rows):
+    """Seconds per example of the per-example loop on the first ``rows`` rows."""
+    subset = X[:rows]
+    start = time.perf_counter()
+    loop_cost_and_grad(params, subset)
+    return (time.perf_counter() - start) / subset.shape[0]
+
+
+def peak_extra_bytes(f):
+    """Peak bytes allocated during f() above what was allocated before it."""
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        result = f()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - before
+
+
+def bench_row(m, n_visible, n_hidden, dtype, *, repeats, warmup, loop_rows, seed):
+    params, X = make_problem(m, n_visible, n_hidden, dtype, seed)
+
+    def call():
+        return sae.cost_and_grad(params, X, penalty="kl", decoder="sigmoid")
+
+    floor = make_floor(params, X)
+    load = OtherLoad()
+    (t_call, lo_call, hi_call), (t_floor, _, _) = time_alternately([call, floor], repeats, warmup)
+    others = load.share()
+    per_example_loop = time_loop(params, X, min(loop_rows, m))
+    peak = peak_extra_bytes(call)
+    flops = 10.0 * m * n_visible * n_hidden
+    return {
+        "shape": f"{m} x {n_visible} -> {n_hidden}",
+        "dtype": np.dtype(dtype).name,
+        "ms": 1e3 * t_call,
+        "spread": f"{1e3 * lo_call:.1f}-{1e3 * hi_call:.1f}",
+        "floor_ms": 1e3 * t_floor,
+        "ratio": t_call / t_floor,
+        "speedup": per_example_loop * m / t_call,
+        "gflops": flops / t_call / 1e9,
+        "memory": peak / X.nbytes,
+        "others": "?" if others is None else f"{100 * others:.0f}%",
+    }
+
+
+def markdown_table(rows):
+    header = ("| shape (m x n_visible -> n_hidden) | dtype | ms/call (min-max) | floor ms "
+              "| ratio to floor | speed-up over loop | GFLOP/s | peak extra memory / X.nbytes "
+              "| CPU used by others |")
+    lines = [header, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(
+            f"| {r['shape']} | {r['dtype']} | {r['ms']:.1f} ({r['spread']}) | {r['floor_ms']:.1f} "
+            f"| {r['ratio']:.2f}x | {r['speedup']:.0f}x | {r['gflops']:.1f} | {r['memory']:.2f} "
+            f"| {r['others']} |"
+        )
+    return "\n".join(lines)
+
+
+def float32_accuracy(m, n_visible, n_hidden, seed):
+    """Relative differences of the float32 cost and gradient from the float64 ones.
+
+    The float64 problem of ``make_problem`` and its float32 rounding; the
+    gradient difference is ||g32 - g64|| / ||g64|| over all of theta and per
+    block. Also the largest relative error of a single gradient entry among
+    those at least 1e-3 of the largest entry.
+    """
+    params, X = make_problem(m, n_visible, n_hidden, np.float64, seed)
+    params32 = {name: value.astype(np.float32) for name, value in params.items()}
+    cost64, grads64 = sae.cost_and_grad(params, X)
+    cost32, grads32 = sae.cost_and_grad(params32, X.astype(np.float32))
+    g64, g32 = sae.pack(grads64), sae.pack(grads32).astype(np.float64)
+    big = np.abs(g64) >= 1e-3 * np.abs(g64).max()
+    row = {
+        "shape": f"{m} x {n_visible} -> {n_hidden}",
+        "cost": abs(cost32 - cost64) / abs(cost64),
+        "grad": np.linalg.norm(g32 - g64) / np.linalg.norm(g64),
+        "entry": float(np.max(np.abs(g32[big] - g64[big]) / np.abs(g64[big]))),
+    }
+    for name in sae.PARAM_NAMES:
+        a, b = grads32[name].astype(np.float64), grads64[name]
+        row[name] = np.linalg.norm(a - b) / np.linalg.norm(b)
+    return row
+
+
+def gradient_check_by_dtype(seed, eps_values=(1e-4, 1e-3, 1e-2)):
+    """The notes' gradient check, ||num - grad|| / ||num + grad||, in each dtype and step.
+
+    A small problem (10 examples, 8 -> 5, init_params weights, rho 0.1) as in
+    the tests; the central differences are taken in the dtype of the model.
+    """
+    results = {}
+    for dtype in (np.float64, np.float32):
+        params, X = make_problem(10, 8, 5, dtype, seed)
+        theta = sae.pack(params)
+        _, grads = sae.cost_and_grad(params, X, rho=0.1)
+        for eps in eps_values:
+            numerical = numerical_gradient(
+                lambda t: sae.cost_and_grad(sae.unpack(t, 8, 5), X, rho=0.1)[0], theta.copy(), eps=eps)
+            results[np.dtype(dtype).name, eps] = relative_difference(numerical, sae.pack(grads))
+    return results
+
+
+def accuracy_table(rows):
+    lines = ["| shape | cost | gradient (all) | W1 | b1 | W2 | b2 | worst entry (>= 1e-3 max) |",
+             "|" + "---|" * 8]
+    for r in rows:
+        lines.append(f"| {r['shape']} | {r['cost']:.1e} | {r['grad']:.1e} | {r['W1']:.1e} | "
+                     f"{r['b1']:.1e} | {r['W2']:.1e} | {r['b2']:.1e} | {r['entry']:.1e} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Training run
+# ---------------------------------------------------------------------------
+
+
+def time_training(runs, data_dir, extra_args):
+    script = ROOT / "train_mnist.py"
+    if not script.exists():
+        print(f"\n--train: {script.name} is not in this tree ({ROOT}); skipped.")
+        return
+    if not data_dir.exists():
+        print(f"\n--train: the MNIST directory {data_dir} does not exist; skipped.")
+        return
+    seconds = []
+    for run in range(runs):
+        with tempfile.TemporaryDirectory(prefix="bench-train-") as out_dir:
+            command = [sys.executable, str(script), "--data-dir", str(data_dir),
+                       "--out-dir", out_dir, *shlex.split(extra_args)]
+            start = time.perf_counter()
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+            seconds.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            print(f"\n--train: {shlex.join(command)} failed (exit {done.returncode}):\n"
+                  f"{done.stderr[-2000:]}")
+            return
+        print(f"train_mnist.py run {run + 1}/{runs}: {seconds[-1]:.1f} s", flush=True)
+    shown = shlex.join(["python", "train_mnist.py", "--data-dir", str(data_dir),
+                        "--out-dir", "<tmp>", *shlex.split(extra_args)])
+    print(f"\n`{shown}`: median {statistics.median(seconds):.1f} s wall time over "
+          f"{runs} run(s) (min {min(seconds):.1f}, max {max(seconds):.1f})")
+
+
+# ---------------------------------------------------------------------------
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    shapes = args.shapes or [parse_shape(s) for s in DEFAULT_SHAPES]
+    repeats = args.repeats or (3 if args.quick else 9)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    loop_rows = args.loop_rows or (50 if args.quick else 300)
+    if warmup < 0:
+        raise SystemExit("--warmup: expected an integer >= 0")
+
+    if args.blas_threads is not None and not set_blas_threads(args.blas_threads):
+        print(f"--blas-threads: could not find OpenBLAS's set_num_threads; BLAS left as it is.")
+    print("Machine:")
+    print("\n".join(machine_lines()))
+    print(f"\ncost_and_grad(penalty='kl', decoder='sigmoid', defaults otherwise); "
+          f"median of {repeats} calls after {warmup} warm-up, alternating with the floor; "
+          f"per-example loop on {loop_rows} rows, scaled to m; GFLOP/s = 10 m n_visible n_hidden "
+          f"/ time. \"CPU used by others\": the share of all cores that other programs used "
+          f"while the row was timed (? if too short to tell); near 0% means the timings "
+          f"can be trusted.\n", flush=True)
+    rows = []
+    for m, n_visible, n_hidden in shapes:
+        for dtype in args.dtypes:
+            row = bench_row(m, n_visible, n_hidden, np.dtype(dtype), repeats=repeats,
+                            warmup=warmup, loop_rows=loop_rows, seed=args.seed)
+            rows.append(row)
+            print(f"  done {row['shape']} {row['dtype']}: {row['ratio']:.2f}x floor",
+                  file=sys.stderr, flush=True)
+    print(markdown_table(rows))
+    if args.accuracy:
+        print("\nfloat32 vs float64, relative difference of one cost_and_grad call "
+              "(same data and init_params weights, rounded to float32):\n")
+        print(accuracy_table([float32_accuracy(m, v, h, args.seed) for m, v, h in shapes]))
+        checks = gradient_check_by_dtype(args.seed)
+        print("\nGradient check (10 examples, 8 -> 5), ||num - grad|| / ||num + grad||:\n")
+        print("| dtype | " + " | ".join(f"eps = {eps:g}" for _, eps in list(checks)[:3]) + " |")
+        print("|---|---|---|---|")
+        for dtype in ("float64", "float32"):
+            print(f"| {dtype} | " + " | ".join(f"{v:.1e}" for (d, _), v in checks.items() if d == dtype)
+                  + " |")
+    if args.train:
+        time_training(args.train_runs, args.data_dir, args.train_args)
+
+
+if __name__ == "__main__":
+    main()

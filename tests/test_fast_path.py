@@ -1,0 +1,193 @@
+"""The blockwise internals of cost_and_grad: block boundaries, memory, dtype, saturation.
+
+cost_and_grad does its elementwise work in blocks of rows (BLOCK_BYTES) and
+keeps only a2 and delta2 besides one array as large as X. These tests set the
+block size small so that blocks end in awkward places, compare with the
+per-example loop, and measure the peak memory of one call with tracemalloc
+(NumPy reports its array buffers to it). No timing here: see bench.py.
+"""
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import sparse_autoencoder as sae
+from gradcheck import numerical_gradient, relative_difference
+from reference import loop_cost_and_grad
+
+COMBOS = list(itertools.product(sae.PENALTIES, sae.DECODERS))
+HYPER = dict(rho=0.1, beta=3.0, lam=1e-3)
+
+
+def make_problem(m, n_visible, n_hidden, seed, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    params = sae.init_params(n_visible, n_hidden, rng=rng, dtype=dtype)
+    params["b1"][:] = 0.1 * rng.standard_normal(n_hidden)
+    params["b2"][:] = 0.1 * rng.standard_normal(n_visible)
+    X = rng.random((m, n_visible)).astype(dtype)
+    return params, X
+
+
+def block_bytes_for(rows, n_visible, dtype=np.float64):
+    """A BLOCK_BYTES that makes blocks of ``rows`` rows."""
+    return rows * n_visible * np.dtype(dtype).itemsize
+
+
+def assert_matches_loop(params, X, penalty, decoder, rtol=1e-10):
+    cost, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    ref_cost, ref_grads = loop_cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    assert cost == pytest.approx(ref_cost, rel=rtol, abs=0)
+    for name in sae.PARAM_NAMES:
+        scale = np.max(np.abs(ref_grads[name]))
+        np.testing.assert_allclose(grads[name], ref_grads[name], rtol=rtol, atol=rtol * scale,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("penalty,decoder", COMBOS)
+@pytest.mark.parametrize("m,rows_per_block", [(1, 1), (2, 1), (7, 3), (10, 5), (23, 4), (23, 100)])
+def test_blocks_match_the_loop(monkeypatch, penalty, decoder, m, rows_per_block):
+    # m not a multiple of the block (7/3, 23/4), exact multiples (10/5), one row, one block.
+    params, X = make_problem(m, 7, 5, seed=m)
+    monkeypatch.setattr(sae, "BLOCK_BYTES", block_bytes_for(rows_per_block, 7))
+    assert_matches_loop(params, X, penalty, decoder)
+
+
+def test_row_blocks_cover_every_row_once(monkeypatch):
+    monkeypatch.setattr(sae, "BLOCK_BYTES", block_bytes_for(4, 10))
+    blocks = sae._row_blocks(23, 10, np.float64)
+    assert [(b.start, b.stop) for b in blocks] == [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20), (20, 23)]
+    monkeypatch.setattr(sae, "BLOCK_BYTES", 1)             # smaller than a row: one row per block
+    assert len(sae._row_blocks(5, 10, np.float64)) == 5
+
+
+@pytest.mark.parametrize("penalty,decoder", COMBOS)
+def test_block_size_does_not_change_the_result(monkeypatch, penalty, decoder):
+    params, X = make_problem(50, 12, 6, seed=1)
+    results = []
+    for rows in (1, 7, 50):
+        monkeypatch.setattr(sae, "BLOCK_BYTES", block_bytes_for(rows, 12))
+        results.append(sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER))
+    (cost, grads), others = results[0], results[1:]
+    for other_cost, other_grads in others:
+        assert other_cost == pytest.approx(cost, rel=1e-13)
+        for name in sae.PARAM_NAMES:
+            np.testing.assert_allclose(other_grads[name], grads[name], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("penalty,decoder", COMBOS)
+def test_gradient_check_across_block_boundaries(monkeypatch, penalty, decoder):
+    monkeypatch.setattr(sae, "BLOCK_BYTES", block_bytes_for(3, 8))
+    params, X = make_problem(10, 8, 4, seed=2)
+    theta = sae.pack(params)
+
+    def cost(t):
+        return sae.cost_and_grad(sae.unpack(t, 8, 4), X, penalty=penalty, decoder=decoder, **HYPER)[0]
+
+    _, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    assert relative_difference(numerical_gradient(cost, theta), sae.pack(grads)) < 1e-9
+
+
+def test_unchecked_path_equals_cost_and_grad():
+    params, X = make_problem(30, 9, 4, seed=3)
+    cost, grads = sae.cost_and_grad(params, X, **HYPER)
+    cost2, grads2 = sae._cost_and_grad(params, X, "kl", 0.1, 3.0, 1e-3, "sigmoid")
+    assert cost2 == cost
+    for name in sae.PARAM_NAMES:
+        np.testing.assert_array_equal(grads2[name], grads[name])
+
+
+@pytest.mark.parametrize("penalty,decoder", COMBOS)
+def test_cost_terms_agree_with_cost_and_grad(penalty, decoder):
+    params, X = make_problem(40, 9, 4, seed=4)
+    cost, _ = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    terms = sae.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    assert terms["cost"] == pytest.approx(cost, rel=1e-13)
+
+
+def peak_extra_bytes(function):
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        result = function()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - before
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_peak_memory_of_one_call_is_at_most_twice_X(dtype):
+    # The old version held a3, delta3 and sigmoid temporaries: about 3.4 X.nbytes.
+    # Now: one array as large as X (z3 -> delta3), a2 and delta2 (m, n_hidden)
+    # (0.25 X.nbytes each at 784 -> 196), a few blocks (BLOCK_BYTES each) and
+    # the gradients: about 1.7 X.nbytes at this m. A float64 temporary of X's
+    # size in a float32 call alone would be 2 X.nbytes and fail this.
+    params, X = make_problem(4000, 784, 196, seed=5, dtype=dtype)
+    peak = peak_extra_bytes(lambda: sae.cost_and_grad(params, X))
+    assert peak <= 2 * X.nbytes, f"peak extra memory {peak / X.nbytes:.2f} x X.nbytes"
+
+
+def test_float32_stays_float32_and_agrees_with_float64():
+    # 10000 rows: the sums over examples (rho_hat, dJ/db1, dJ/db2) are long
+    # enough that adding block rows one after another in float32 shows
+    # (about 1e-6 here); accumulated in float64 they stay near 1e-7.
+    params, X = make_problem(10000, 64, 25, seed=6)
+    params32 = {name: value.astype(np.float32) for name, value in params.items()}
+    cost64, grads64 = sae.cost_and_grad(params, X, **HYPER)
+    cost32, grads32 = sae.cost_and_grad(params32, X.astype(np.float32), **HYPER)
+    assert all(grads32[name].dtype == np.float32 for name in sae.PARAM_NAMES)
+    assert cost32 == pytest.approx(cost64, rel=1e-6)
+    for name in sae.PARAM_NAMES:
+        assert relative_difference(grads32[name], grads64[name]) < 3e-7, name
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bias", [1000.0, -1000.0])
+@pytest.mark.parametrize("penalty,decoder", COMBOS)
+def test_saturated_units_give_no_warning_and_finite_results(dtype, bias, penalty, decoder):
+    # pytest.ini turns warnings into errors, so an overflow warning fails here.
+    params, X = make_problem(9, 6, 4, seed=7, dtype=dtype)
+    params["b1"][:] = bias
+    params["b2"][:] = bias
+    cost, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder)
+    assert np.isfinite(cost)
+    assert all(np.all(np.isfinite(grads[name])) for name in sae.PARAM_NAMES)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sigmoid_tanh_form_accuracy_and_limits(dtype):
+    z = np.linspace(-40, 40, 20001).astype(dtype)
+    exact = 1 / (1 + np.exp(-z.astype(np.longdouble)))       # no overflow for |z| <= 40
+    eps = np.finfo(dtype).eps
+    a = sae.sigmoid(z)
+    assert a.dtype == dtype
+    assert np.max(np.abs(a - exact)) <= eps                   # absolute error within one epsilon
+    assert np.max(np.abs(a * (1 - a) - exact * (1 - exact))) <= eps   # f'(z) likewise
+    big = np.array([-np.inf, -1e30, -1000, 1000, 1e30, np.inf], dtype)
+    np.testing.assert_array_equal(sae.sigmoid(big), [0, 0, 0, 1, 1, 1])
+    out = z.copy()
+    assert sae.sigmoid(out, out=out) is out
+    np.testing.assert_array_equal(out, a)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_pass_range_test_and_the_exact_check_agree(dtype):
+    params = sae.init_params(3, 2, rng=0, dtype=dtype)
+    fine = [0.0, 1.0, 0.5, -0.0, np.finfo(dtype).tiny]
+    bad = [np.nan, np.inf, -np.inf, -1e-30, np.nextafter(dtype(1), dtype(2)), 2.0]
+    for value in fine:
+        X = np.full((2, 3), 0.25, dtype)
+        X[1, 2] = value
+        assert sae.check_X(X, params) is X
+    for value in bad:
+        X = np.full((2, 3), 0.25, dtype)
+        X[1, 2] = value
+        assert not sae._in_unit_interval(X)
+        with pytest.raises(ValueError, match="^X: "):
+            sae.check_X(X, params)
+    strided = np.asfortranarray(np.full((4, 3), 0.5, dtype))[:, ::2]
+    assert sae._in_unit_interval(strided)
