@@ -296,8 +296,10 @@ def test_sigmoid_is_exact_and_silent_for_large_arguments(dtype):
         sae.sigmoid(in_place, out=in_place)
     assert f.dtype == dtype
     np.testing.assert_array_equal(in_place, f)
-    tiny = np.finfo(dtype).tiny                       # below it, subnormals lose precision
-    np.testing.assert_allclose(f, expit(z), rtol=4 * np.finfo(dtype).eps, atol=tiny)
+    # The tanh form 0.5 tanh(z/2) + 0.5 is accurate to within eps in absolute
+    # terms (its docstring); relative accuracy is lost only where f(z) < eps.
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(f, expit(z), rtol=4 * eps, atol=eps)
     assert f[0] == 0.0 and f[-1] == 1.0 and f[8] == 0.5
     assert np.all(np.diff(f) >= 0) and np.all((f >= 0) & (f <= 1))
 
