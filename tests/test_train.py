@@ -351,3 +351,15 @@ def test_estimator_bad_hyperparameters(kwargs, error, name):
 def test_estimator_rejects_1d_X():
     with pytest.raises(ValueError, match=r"X: expected a 2-D array"):
         train.SparseAutoencoder(3).fit(np.zeros(5), progress=False)
+
+
+def test_scipy_blas_runs_single_threaded_inside_lbfgs_and_is_restored():
+    import scipy.optimize  # noqa: F401  (loads SciPy's OpenBLAS)
+
+    lib = train._scipy_openblas()
+    if lib is None:
+        pytest.skip("SciPy's bundled OpenBLAS not found in /proc/self/maps (not Linux or not a wheel)")
+    before = lib.scipy_openblas_get_num_threads()
+    with train.single_threaded_scipy_blas():
+        assert lib.scipy_openblas_get_num_threads() == 1
+    assert lib.scipy_openblas_get_num_threads() == before
