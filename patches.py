@@ -270,13 +270,7 @@ def _check_real_array(name, value, what):
 
 def _check_image(name, image):
     """One greyscale image as a finite 2-D float64 array, or raise."""
-    image = _check_real_array(name, image, "a 2-D greyscale image")
-    if image.ndim != 2 or min(image.shape) < 1:
-        raise ValueError(f"{name}: expected a 2-D greyscale image (height, width), got shape {image.shape}")
-    image = image.astype(np.float64, copy=False)
-    if not np.isfinite(image).all():
-        raise ValueError(f"{name}: expected finite values, found NaN or infinity")
-    return image
+    return _check_finite_matrix(name, image, "a 2-D greyscale image (height, width)")
 
 
 def _check_images(images):
@@ -294,10 +288,18 @@ def _check_images(images):
 
 def _check_patches(name, patches):
     """Patches as a finite 2-D float64 array (n_patches >= 1, n_pixels >= 1), or raise."""
-    patches = _check_real_array(name, patches, "a 2-D array (n_patches, n_pixels)")
-    if patches.ndim != 2 or min(patches.shape) < 1:
-        raise ValueError(f"{name}: expected a 2-D array (n_patches, n_pixels), got shape {patches.shape}")
-    patches = patches.astype(np.float64, copy=False)
-    if not np.isfinite(patches).all():
+    return _check_finite_matrix(name, patches, "a 2-D array (n_patches, n_pixels)")
+
+
+def _check_finite_matrix(name, array, expected):
+    """``array`` as a finite 2-D float64 array with a row and a column at least, or raise.
+
+    ``expected`` describes it in the messages, e.g. "a 2-D array (n_patches, n_pixels)".
+    """
+    array = _check_real_array(name, array, expected)
+    if array.ndim != 2 or min(array.shape) < 1:
+        raise ValueError(f"{name}: expected {expected}, got shape {array.shape}")
+    array = array.astype(np.float64, copy=False)
+    if not np.isfinite(array).all():
         raise ValueError(f"{name}: expected finite values, found NaN or infinity")
-    return patches
+    return array

@@ -8,12 +8,12 @@ per-example loop, and measure the peak memory of one call with tracemalloc
 """
 
 import itertools
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import sparse_autoencoder as sae
+from bench import peak_extra_bytes
 from gradcheck import numerical_gradient, relative_difference
 from reference import loop_cost_and_grad
 
@@ -104,19 +104,6 @@ def test_cost_terms_agree_with_cost_and_grad(penalty, decoder):
     cost, _ = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
     terms = sae.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
     assert terms["cost"] == pytest.approx(cost, rel=1e-13)
-
-
-def peak_extra_bytes(function):
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        result = function()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    del result
-    return peak - before
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
