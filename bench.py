@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from argtypes import nonnegative_int, positive_int
 import sparse_autoencoder as sae
 from gradcheck import numerical_gradient, relative_difference
 from reference import loop_cost_and_grad
@@ -80,16 +81,6 @@ def parse_shape(text):
     return m, n_visible, n_hidden
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Time cost_and_grad against the five-matrix-product floor and the "
@@ -110,7 +101,7 @@ def build_parser():
              "the table shows medians (default 9, or 3 with --quick)",
     )
     parser.add_argument(
-        "--warmup", type=int, default=None,
+        "--warmup", type=nonnegative_int, default=None,
         help="untimed calls before timing (default 2, or 1 with --quick)",
     )
     parser.add_argument(
@@ -122,7 +113,7 @@ def build_parser():
         "--quick", action="store_true",
         help="a quick look: 3 repeats, 1 warm-up call, 50 rows for the loop",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random data and weights")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random data and weights")
     parser.add_argument(
         "--blas-threads", type=positive_int, default=None,
         help="set OpenBLAS's thread count (through ctypes) before timing; 1 gives ratios that "
@@ -510,11 +501,9 @@ def main(argv=None):
     repeats = args.repeats or (3 if args.quick else 9)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     loop_rows = args.loop_rows or (50 if args.quick else 300)
-    if warmup < 0:
-        raise SystemExit("--warmup: expected an integer >= 0")
 
     if args.blas_threads is not None and not set_blas_threads(args.blas_threads):
-        print(f"--blas-threads: could not find OpenBLAS's set_num_threads; BLAS left as it is.")
+        print("--blas-threads: could not find OpenBLAS's set_num_threads; BLAS left as it is.")
     print("Machine:")
     print("\n".join(machine_lines()))
     print(f"\ncost_and_grad(penalty='kl', decoder='sigmoid', defaults otherwise); "

@@ -46,8 +46,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
+from argtypes import (  # noqa: F401  (scripts use them as experiment.*)
+    nonnegative_float, nonnegative_int, open_unit_float, positive_float, positive_int)
 import sparse_autoencoder as sae
 from atomic import atomic_write
 from diagnostics import diagnostics
@@ -71,41 +72,6 @@ EXIT_INTERRUPTED = 130        # Ctrl-C (128 + SIGINT, the shell's convention)
 # ---------------------------------------------------------------------------
 
 
-def positive_int(text):
-    value = _parse(text, int, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def nonnegative_int(text):
-    value = _parse(text, int, "a non-negative integer")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    value = _parse(text, float, "a positive number")
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def nonnegative_float(text):
-    value = _parse(text, float, "a number >= 0")
-    if not (np.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def open_unit_float(text):
-    value = _parse(text, float, "a number strictly between 0 and 1")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
-    return value
-
-
 def output_dir(text):
     """An --out-dir: a folder that exists or can be created, and can be written to.
 
@@ -121,13 +87,6 @@ def output_dir(text):
     if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write in {existing}: permission denied (got {text!r})")
     return path
-
-
-def _parse(text, kind, expected):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
 
 
 def add_training_arguments(parser, *, hidden, rho, lam, beta=None, iters=400, penalty="kl",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from argtypes import nonnegative_int, positive_float, positive_int
 import sparse_autoencoder as sae
 
 TOLERANCE = 1e-9          # UFLDL: a correct autoencoder gradient gives diff < 1e-9
@@ -260,36 +261,6 @@ def _format_settings(settings) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=(
@@ -300,15 +271,15 @@ def parse_args(argv=None):
             "1 otherwise."
         )
     )
-    parser.add_argument("--visible", type=_positive_int, default=8,
+    parser.add_argument("--visible", type=positive_int, default=8,
                         help="number of visible units n_visible (default: %(default)s)")
-    parser.add_argument("--hidden", type=_positive_int, default=5,
+    parser.add_argument("--hidden", type=positive_int, default=5,
                         help="number of hidden units n_hidden (default: %(default)s)")
-    parser.add_argument("--examples", type=_positive_int, default=10,
+    parser.add_argument("--examples", type=positive_int, default=10,
                         help="number of examples m, the rows of X (default: %(default)s)")
-    parser.add_argument("--seed", type=_seed, default=0,
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
                         help="seed for the weights, biases and X (default: %(default)s)")
-    parser.add_argument("--eps", type=_positive_float, default=EPS,
+    parser.add_argument("--eps", type=positive_float, default=EPS,
                         help="central-difference step (default: %(default)g, the notes' value; "
                              "much smaller steps lose to round-off)")
     return parser.parse_args(argv)
