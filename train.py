@@ -405,7 +405,9 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
             raise FloatingPointError(f"the parameters became infinite or NaN at evaluation "
                                      f"{n_evaluations}")
         with np.errstate(**_QUIET):
-            cost, grads = sae.cost_and_grad(params_, X, **cost_kwargs)
+            # X, the hyperparameters and params_ (finite, the model's shapes) are
+            # checked already: the unchecked path skips a pass over X per evaluation.
+            cost, grads = sae._cost_and_grad(params_, X, **cost_kwargs)
         if not _all_finite(cost, grads):
             raise FloatingPointError(f"the cost or gradient became {cost} at evaluation {n_evaluations}")
         last["theta"], last["cost"] = theta.copy(), cost

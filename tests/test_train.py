@@ -110,7 +110,9 @@ def test_callback_stops_cleanly_with_the_last_params(tiny, optimizer):
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_nonfinite_cost_stops_with_the_last_finite_params(tiny, monkeypatch, optimizer):
     X, params = tiny
-    real = sae.cost_and_grad
+    # L-BFGS checks X once and calls the unchecked _cost_and_grad; Adam calls cost_and_grad.
+    name = "_cost_and_grad" if optimizer == "lbfgs" else "cost_and_grad"
+    real = getattr(sae, name)
     calls = []
 
     def failing(p, X_, **kw):
@@ -118,7 +120,7 @@ def test_nonfinite_cost_stops_with_the_last_finite_params(tiny, monkeypatch, opt
         cost, grads = real(p, X_, **kw)
         return (float("nan") if len(calls) == 5 else cost), grads
 
-    monkeypatch.setattr(train.sae, "cost_and_grad", failing)
+    monkeypatch.setattr(train.sae, name, failing)
     if optimizer == "lbfgs":
         trained, history = train.lbfgs(params, X, max_iter=50, progress=False, **COST)
         last_iterate = history["iteration"][-1]
