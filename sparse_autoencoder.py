@@ -277,8 +277,13 @@ def cost_terms(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
     rho_hat = a2.mean(axis=0)                                # (n_hidden,)
     residual = _decode(params, a2, decoder)                  # a3, (m, n_visible)
     residual -= X                                            # a3 - X, in place
+    return _terms(_sum_of_squares(residual), X.shape[0], params, rho_hat, penalty, rho, beta, lam)
+
+
+def _terms(squared_error, m, params, rho_hat, penalty, rho, beta, lam):
+    """The dict that cost_terms returns, from sum_i ||a3_i - x_i||^2 and rho_hat."""
     terms = {
-        "reconstruction": 0.5 / X.shape[0] * _sum_of_squares(residual),
+        "reconstruction": (0.5 / m) * squared_error,
         "weight_decay": _weight_decay(params, lam),
         "sparsity": _sparsity(rho_hat, penalty, rho, beta),
     }
@@ -336,6 +341,17 @@ def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
     X may check once and call this; anything else should call
     ``cost_and_grad``. Python floats keep float32 arithmetic float32.
     """
+    terms, grads = _cost_terms_and_grad(params, X, penalty, rho, beta, lam, decoder)
+    return terms["cost"], grads
+
+
+def _cost_terms_and_grad(params, X, penalty, rho, beta, lam, decoder):
+    """Like _cost_and_grad (no checks), but returns (terms, grads).
+
+    terms is the dict of ``cost_terms`` (the parts of J and mean rho_hat) at
+    no extra cost: a training loop can report them without another forward
+    pass.
+    """
     W1, b1, W2, b2 = (params[name] for name in PARAM_NAMES)
     m, n_visible = X.shape
     n_hidden = W1.shape[0]
@@ -358,16 +374,14 @@ def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
     grad_b1 = _hidden_deltas(delta2, a2, sparsity_delta, hidden_blocks)   # a2 is spent
     grad_W1 = delta2.T @ X                                   # sum_i delta2 x^T, (n_hidden, n_visible)
 
-    cost = (0.5 / m) * squared_error
-    cost += _weight_decay(params, lam)
-    cost += _sparsity(rho_hat, penalty, rho, beta)
+    terms = _terms(squared_error, m, params, rho_hat, penalty, rho, beta, lam)   # the parts of J
 
     grads = {"W1": grad_W1, "b1": grad_b1, "W2": grad_W2, "b2": grad_b2}
     for name in PARAM_NAMES:
         grads[name] /= m
     grads["W1"] += lam * W1
     grads["W2"] += lam * W2
-    return float(cost), grads
+    return terms, grads
 
 
 def _hidden_activations(a2, b1, blocks):

@@ -105,7 +105,8 @@ class Progress:
     ``due(step)`` says whether a line should be printed now: at the first
     step, at the last one (``step == total``), and whenever the gap since the
     previous line has passed. ``report(step, compute_terms)`` calls
-    ``compute_terms()`` (a forward pass: the cost parts) and prints the line.
+    ``compute_terms()`` (the cost parts: a forward pass for Adam, free for
+    L-BFGS, which keeps those of its latest evaluation) and prints the line.
     The gap is ``every`` seconds, or 20 times the time ``compute_terms``
     took if that is longer, so reporting never costs more than about 5% of
     the run.
@@ -375,6 +376,9 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     L-BFGS-B works on float64 vectors theta = pack(params). Each evaluation
     converts theta to the params' dtype, calls ``cost_and_grad`` and hands
     SciPy the gradient as float64, so float32 training computes in float32.
+    The progress lines and the callback's cost reuse the cost parts of that
+    evaluation (no extra forward pass), since L-BFGS-B's accepted iterate is
+    almost always the point it evaluated last.
 
     Returns (params, history); history has "iteration" (0 = the start),
     "cost" (J at each iteration), "elapsed" (seconds), "status" ("done",
@@ -394,7 +398,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     def as_params(theta):
         return sae.unpack(theta.astype(dtype, copy=True), n_visible, n_hidden)
 
-    last = {"theta": None, "cost": None}         # the latest evaluation, reused by the callback
+    last = {"theta": None, "terms": None}        # the latest evaluation, reused by the callback
     n_evaluations = 0
 
     def fun(theta):
@@ -407,17 +411,21 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
         with np.errstate(**_QUIET):
             # X, the hyperparameters and params_ (finite, the model's shapes) are
             # checked already: the unchecked path skips a pass over X per evaluation.
-            cost, grads = sae._cost_and_grad(params_, X, **cost_kwargs)
+            terms, grads = sae._cost_terms_and_grad(params_, X, **cost_kwargs)
+        cost = terms["cost"]
         if not _all_finite(cost, grads):
             raise FloatingPointError(f"the cost or gradient became {cost} at evaluation {n_evaluations}")
-        last["theta"], last["cost"] = theta.copy(), cost
+        last["theta"], last["terms"] = theta.copy(), terms
         return cost, sae.pack(grads).astype(np.float64)
 
-    def cost_at(theta):
+    def terms_at(theta):
+        """The parts of J at theta: from the latest evaluation when theta is that
+        point (at almost every iteration: L-BFGS-B's accepted step is the last
+        point it evaluated), else from a forward pass."""
         if last["theta"] is not None and np.array_equal(theta, last["theta"]):
-            return last["cost"]
+            return last["terms"]
         with np.errstate(**_QUIET):
-            return sae.cost_terms(as_params(theta), X, **cost_kwargs)["cost"]
+            return sae.cost_terms(as_params(theta), X, **cost_kwargs)
 
     reporter = _make_progress(progress, max_iter, "iter", progress_every)
     start = time.perf_counter()
@@ -432,19 +440,16 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
 
     def on_iteration(theta):
         iteration = len(history["iteration"])
-        cost = cost_at(theta)
+        cost = terms_at(theta)["cost"]
         elapsed = time.perf_counter() - start
         best["theta"] = theta.copy()
         history["iteration"].append(iteration)
         history["cost"].append(cost)
         history["elapsed"].append(elapsed)
-        current = None
         if reporter is not None and reporter.due(iteration):
-            current = as_params(theta)
-            reporter.report(iteration, lambda: sae.cost_terms(current, X, **cost_kwargs))
+            reporter.report(iteration, lambda: terms_at(theta))
         if callback is not None:
-            current = current if current is not None else as_params(theta)
-            if callback(TrainingStep("lbfgs", iteration, None, cost, current, elapsed)):
+            if callback(TrainingStep("lbfgs", iteration, None, cost, as_params(theta), elapsed)):
                 raise _StopRequested
 
     try:
@@ -469,7 +474,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     if reporter is not None and history["status"] == "done" and reporter.last_print is not None:
         final_iteration = history["iteration"][-1]
         if final_iteration < max_iter:                 # finished early: say so once
-            reporter.report(final_iteration, lambda: sae.cost_terms(trained, X, **cost_kwargs),
+            reporter.report(final_iteration, lambda: terms_at(theta),
                             note=f"  ({history['message']})")
     return trained, history
 

@@ -106,6 +106,21 @@ def test_cost_terms_agree_with_cost_and_grad(penalty, decoder):
     assert terms["cost"] == pytest.approx(cost, rel=1e-13)
 
 
+@pytest.mark.parametrize("penalty,decoder", COMBOS)
+def test_terms_returned_with_the_gradient_are_those_of_cost_terms(penalty, decoder):
+    # L-BFGS prints these parts of J instead of running cost_terms' forward pass.
+    params, X = make_problem(40, 9, 4, seed=6)
+    cost, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    terms, grads2 = sae._cost_terms_and_grad(params, X, penalty, 0.1, 3.0, 1e-3, decoder)
+    expected = sae.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    assert terms["cost"] == cost
+    assert terms.keys() == expected.keys()
+    for name in expected:
+        assert terms[name] == pytest.approx(expected[name], rel=1e-13, abs=1e-300), name
+    for name in sae.PARAM_NAMES:
+        np.testing.assert_array_equal(grads2[name], grads[name])
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_peak_memory_of_one_call_is_at_most_twice_X(dtype):
     # The old version held a3, delta3 and sigmoid temporaries: about 3.4 X.nbytes.

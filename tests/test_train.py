@@ -110,15 +110,18 @@ def test_callback_stops_cleanly_with_the_last_params(tiny, optimizer):
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_nonfinite_cost_stops_with_the_last_finite_params(tiny, monkeypatch, optimizer):
     X, params = tiny
-    # L-BFGS checks X once and calls the unchecked _cost_and_grad; Adam calls cost_and_grad.
-    name = "_cost_and_grad" if optimizer == "lbfgs" else "cost_and_grad"
+    # L-BFGS checks X once and calls the unchecked _cost_terms_and_grad (which
+    # returns the parts of J with the gradient); Adam calls cost_and_grad.
+    name = "_cost_terms_and_grad" if optimizer == "lbfgs" else "cost_and_grad"
     real = getattr(sae, name)
     calls = []
 
     def failing(p, X_, **kw):
         calls.append(snapshot(p))
         cost, grads = real(p, X_, **kw)
-        return (float("nan") if len(calls) == 5 else cost), grads
+        if len(calls) != 5:
+            return cost, grads
+        return ({**cost, "cost": float("nan")} if optimizer == "lbfgs" else float("nan")), grads
 
     monkeypatch.setattr(train.sae, name, failing)
     if optimizer == "lbfgs":
@@ -148,6 +151,24 @@ def test_progress_prints_first_and_last_lines_only_when_quick(tiny):
     assert lines[0].startswith("step  0/18") and lines[1].startswith("step 18/18")
     for part in ("J ", "recon", "decay", "sparsity", "mean rho_hat", "elapsed", "left"):
         assert part in lines[1]
+
+
+def test_lbfgs_progress_lines_cost_no_extra_forward_pass(tiny, monkeypatch):
+    # Lines as often as the rate limit allows (progress_every=0), yet cost_terms
+    # runs only once, for the initial line: the others reuse the latest
+    # evaluation's parts.
+    X, params = tiny
+    calls = []
+    real = sae.cost_terms
+    monkeypatch.setattr(train.sae, "cost_terms", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    stream = io.StringIO()
+    trained, history = train.lbfgs(params, X, max_iter=15, progress=stream, progress_every=0, **COST)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 3 and len(calls) == 1
+    for line in lines:
+        iteration = int(line.split()[1].split("/")[0])
+        assert f"J {history['cost'][iteration]:.5g} " in line
+    assert real(trained, X, **COST)["cost"] == pytest.approx(history["cost"][-1], rel=1e-12)
 
 
 def test_progress_rate_is_limited_by_the_clock():
