@@ -14,8 +14,9 @@ Both optimizers
 * validate X once (``check_X``) and convert it to the params' dtype once;
 * compute in the params' dtype (float32 or float64) end to end;
 * print a progress line at most every ``progress_every`` seconds (and at the
-  first and last step; less often if computing the line's cost parts would
-  take more than about 5% of the run): step, cost J and its reconstruction /
+  first and last step; for Adam, less often if computing the line's cost
+  parts would take more than about 5% of the run; L-BFGS prints those of its
+  latest evaluation, at no cost): step, cost J and its reconstruction /
   weight-decay / sparsity parts, mean rho_hat, elapsed time and an estimate
   of time left;
 * call ``callback(step)`` after every step with a ``TrainingStep``; if it
