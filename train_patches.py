@@ -35,10 +35,10 @@ def limit_blas_threads():
     """One OpenBLAS thread unless OPENBLAS_NUM_THREADS or OMP_NUM_THREADS says otherwise.
 
     The products here are small (10,000 x 64 by 64 x 25), and OpenBLAS's
-    threads wait for each other: on this project's idle 2-core machine the
-    default run took a median 12.4 s with two threads against 6.4 s with one,
-    and far longer with two when other programs share the cores (README).
-    Set OPENBLAS_NUM_THREADS=2 to use two.
+    threads wait for each other: with two, a program that holds one core
+    stalls every product. On an idle 2-core machine two threads are a little
+    faster (a median 5.3 s against 6.6 s for the default run, README); set
+    OPENBLAS_NUM_THREADS=2 to use two.
     Takes effect only before NumPy is first imported, so it runs only when
     this file is the script (importing the module changes nothing).
     """
