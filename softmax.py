@@ -61,7 +61,7 @@ import numpy as np
 
 # The matrix checker and the counters of sparse_autoencoder.py: one set of
 # validation rules and messages for the whole project.
-from sparse_autoencoder import DTYPES, _check_count, _check_dtype, _check_matrix
+from sparse_autoencoder import DTYPES, _check_count, _check_dtype, _check_matrix, _split_theta
 
 SOFTMAX_PARAM_NAMES = ("W", "b")
 
@@ -108,20 +108,8 @@ def unpack_softmax(theta, n_features, n_classes, bias=True) -> dict:
     n_features = _check_count("n_features", n_features)
     n_classes = _check_n_classes(n_classes)
     _check_bool("bias", bias)
-    shapes = softmax_param_shapes(n_features, n_classes, bias)
-    expected = sum(int(np.prod(shape)) for shape in shapes.values())
-    if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.size != expected:
-        got = getattr(theta, "shape", type(theta).__name__)
-        raise ValueError(
-            f"theta: expected a 1-D array of length {expected} (n_features={n_features}, "
-            f"n_classes={n_classes}, bias={bias}), got shape {got}"
-        )
-    params, start = {}, 0
-    for name, shape in shapes.items():
-        size = int(np.prod(shape))
-        params[name] = theta[start:start + size].reshape(shape)
-        start += size
-    return params
+    return _split_theta(theta, softmax_param_shapes(n_features, n_classes, bias),
+                       f"n_features={n_features}, n_classes={n_classes}, bias={bias}")
 
 
 # ---------------------------------------------------------------------------

@@ -127,19 +127,30 @@ def unpack(theta, n_visible, n_hidden) -> dict:
     n_visible = _check_count("n_visible", n_visible)
     n_hidden = _check_count("n_hidden", n_hidden)
     shapes = param_shapes(n_visible, n_hidden)
-    expected = sum(int(np.prod(shapes[name])) for name in PACK_ORDER)
+    params = _split_theta(theta, {name: shapes[name] for name in PACK_ORDER},
+                         f"n_visible={n_visible}, n_hidden={n_hidden}")
+    return {name: params[name] for name in PARAM_NAMES}
+
+
+def _split_theta(theta, shapes, described):
+    """Views into the 1-D vector ``theta``, one per entry of ``shapes``, in order.
+
+    shapes: dict name -> shape, in the packed order. ``described`` names the
+    sizes in the error raised when theta is not a 1-D array of the total
+    length. Shared by ``unpack`` and ``softmax.unpack_softmax``.
+    """
+    expected = sum(int(np.prod(shape)) for shape in shapes.values())
     if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.size != expected:
         got = getattr(theta, "shape", type(theta).__name__)
         raise ValueError(
-            f"theta: expected a 1-D array of length {expected} "
-            f"(n_visible={n_visible}, n_hidden={n_hidden}), got shape {got}"
+            f"theta: expected a 1-D array of length {expected} ({described}), got shape {got}"
         )
-    params, start = {}, 0
-    for name in PACK_ORDER:
-        size = int(np.prod(shapes[name]))
-        params[name] = theta[start:start + size].reshape(shapes[name])
+    views, start = {}, 0
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        views[name] = theta[start:start + size].reshape(shape)
         start += size
-    return {name: params[name] for name in PARAM_NAMES}
+    return views
 
 
 # ---------------------------------------------------------------------------

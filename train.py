@@ -375,8 +375,10 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     maxcor: number of correction pairs L-BFGS keeps (SciPy's default 10).
 
     L-BFGS-B works on float64 vectors theta = pack(params). Each evaluation
-    converts theta to the params' dtype, calls ``cost_and_grad`` and hands
-    SciPy the gradient as float64, so float32 training computes in float32.
+    converts theta to the params' dtype, computes J and its gradient as
+    ``cost_and_grad`` does (without its checks: X and the hyperparameters
+    were checked once) and hands SciPy the gradient as float64, so float32
+    training computes in float32.
     The progress lines and the callback's cost reuse the cost parts of that
     evaluation (no extra forward pass), since L-BFGS-B's accepted iterate is
     almost always the point it evaluated last.
