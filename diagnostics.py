@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 import sparse_autoencoder as sae
+import validation
 
 ACTIVE_THRESHOLD = 0.5
 
@@ -58,9 +59,9 @@ def diagnostics(params, X, *, decoder="sigmoid", rho=None, threshold=ACTIVE_THRE
     activation, only echoed back; threshold: what counts as active.
     """
     params = sae.check_params(params)
-    sae._check_choice("decoder", decoder, sae.DECODERS)
+    validation.check_choice("decoder", decoder, sae.DECODERS)
     X = sae.check_X(X, params, decoder)
-    block_size = sae._check_count("block_size", block_size)
+    block_size = validation.check_count("block_size", block_size)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
             or not 0 <= threshold < 1:
         raise ValueError(f"threshold: expected an activation level in [0, 1), got {threshold!r}")

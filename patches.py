@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from sparse_autoencoder import as_generator
+from validation import as_generator
 
 DEFAULT_IMAGE = "grace_hopper.jpg"
 

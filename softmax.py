@@ -61,7 +61,8 @@ import numpy as np
 
 # The matrix checker and the counters of sparse_autoencoder.py: one set of
 # validation rules and messages for the whole project.
-from sparse_autoencoder import DTYPES, _check_count, _check_dtype, _check_matrix, _split_theta
+from sparse_autoencoder import _split_theta
+from validation import DTYPES, check_count, check_dtype, check_matrix
 
 SOFTMAX_PARAM_NAMES = ("W", "b")
 
@@ -86,10 +87,10 @@ def init_softmax_params(n_features, n_classes, *, bias=True, dtype=np.float64) -
     optimizer, not the minimum it reaches; zeros (uniform probabilities
     1/n_classes) need no random numbers. UFLDL starts from 0.005 * randn.
     """
-    n_features = _check_count("n_features", n_features)
+    n_features = check_count("n_features", n_features)
     n_classes = _check_n_classes(n_classes)
     _check_bool("bias", bias)
-    dtype = _check_dtype("dtype", dtype)
+    dtype = check_dtype("dtype", dtype)
     shapes = softmax_param_shapes(n_features, n_classes, bias)
     return {name: np.zeros(shape, dtype=dtype) for name, shape in shapes.items()}
 
@@ -105,7 +106,7 @@ def pack_softmax(params) -> np.ndarray:
 
 def unpack_softmax(theta, n_features, n_classes, bias=True) -> dict:
     """Inverse of ``pack_softmax``: views into ``theta``, not copies."""
-    n_features = _check_count("n_features", n_features)
+    n_features = check_count("n_features", n_features)
     n_classes = _check_n_classes(n_classes)
     _check_bool("bias", bias)
     return _split_theta(theta, softmax_param_shapes(n_features, n_classes, bias),
@@ -229,7 +230,7 @@ def train_softmax(X, y, n_classes, lam=1e-4, max_iter=400, *, bias=True, params0
     n_features = X.shape[1]
     y = check_labels(y, X.shape[0], n_classes)
     lam = _check_lam(lam)
-    max_iter = _check_count("max_iter", max_iter)
+    max_iter = check_count("max_iter", max_iter)
     if params0 is None:
         params0 = init_softmax_params(n_features, n_classes, bias=bias)
     else:
@@ -304,11 +305,11 @@ def softmax_gradcheck_stage(rng=0, *, m=20, n_features=8, n_classes=4, lam=1e-4,
     weights (all p near 1/n_classes) the central difference's own error
     (proportional to eps^2) is larger, about 5e-10 at eps = 1e-4.
     """
-    from sparse_autoencoder import as_generator
+    from validation import as_generator
 
     rng = as_generator(rng)
-    m = _check_count("m", m)
-    n_features = _check_count("n_features", n_features)
+    m = check_count("m", m)
+    n_features = check_count("n_features", n_features)
     n_classes = _check_n_classes(n_classes)
     lam = _check_lam(lam)
     _check_bool("bias", bias)
@@ -405,7 +406,7 @@ def _check_label_vector(name, y, length=None, other=None):
 
 def _check_X(X, params):
     """X as a 2-D (m, n_features) array of the params' dtype, finite, or raise."""
-    return _check_matrix("X", X, params["W"].shape[1], params["W"].dtype)
+    return check_matrix("X", X, params["W"].shape[1], params["W"].dtype)
 
 
 def _check_X_for_training(X):
@@ -415,11 +416,11 @@ def _check_X_for_training(X):
     except Exception:  # ragged lists: let _check_matrix word the error
         shape = ()
     width = shape[1] if len(shape) == 2 and shape[1] >= 1 else "n_features"
-    return _check_matrix("X", X, width, np.float64)
+    return check_matrix("X", X, width, np.float64)
 
 
 def _check_n_classes(n_classes):
-    n_classes = _check_count("n_classes", n_classes)
+    n_classes = check_count("n_classes", n_classes)
     if n_classes < 2:
         raise ValueError(f"n_classes: expected at least 2 classes, got {n_classes}")
     return n_classes

@@ -50,7 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
+import fast
 import sparse_autoencoder as sae
+import validation
 from atomic import atomic_write
 
 COST_KEYS = ("penalty", "rho", "beta", "lam", "decoder")
@@ -237,9 +239,9 @@ class StopOnInterrupt:
 
 
 def _cost_kwargs(penalty, rho, beta, lam, decoder):
-    sae._check_choice("penalty", penalty, sae.PENALTIES)
-    sae._check_choice("decoder", decoder, sae.DECODERS)
-    sae.check_hyperparameters(rho=rho, beta=beta, lam=lam)
+    validation.check_choice("penalty", penalty, sae.PENALTIES)
+    validation.check_choice("decoder", decoder, sae.DECODERS)
+    validation.check_hyperparameters(rho=rho, beta=beta, lam=lam)
     return {"penalty": penalty, "rho": float(rho), "beta": float(beta),
             "lam": float(lam), "decoder": decoder}
 
@@ -297,7 +299,7 @@ _QUIET = dict(over="ignore", invalid="ignore", divide="ignore")
 def _initial_terms(params, X, cost_kwargs):
     """cost_terms at the start; a clear error if J is already not finite there."""
     with np.errstate(**_QUIET):
-        terms = sae.cost_terms(params, X, **cost_kwargs)
+        terms = fast.cost_terms(params, X, **cost_kwargs)
     if not math.isfinite(terms["cost"]):
         raise ValueError(
             f"X: the cost J at the initial parameters is {terms['cost']} (reconstruction "
@@ -391,8 +393,8 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
 
     params = sae.check_params(params)
     cost_kwargs = _cost_kwargs(penalty, rho, beta, lam, decoder)
-    max_iter = sae._check_count("max_iter", max_iter)
-    maxcor = sae._check_count("maxcor", maxcor)
+    max_iter = validation.check_count("max_iter", max_iter)
+    maxcor = validation.check_count("maxcor", maxcor)
     _check_callable("callback", callback)
     X = sae.check_X(X, params, decoder)          # once: checked, in the params' dtype
     dtype = params["W1"].dtype
@@ -414,7 +416,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
         with np.errstate(**_QUIET):
             # X, the hyperparameters and params_ (finite, the model's shapes) are
             # checked already: the unchecked path skips a pass over X per evaluation.
-            terms, grads = sae._cost_terms_and_grad(params_, X, **cost_kwargs)
+            terms, grads = fast._cost_terms_and_grad(params_, X, **cost_kwargs)
         cost = terms["cost"]
         if not _all_finite(cost, grads):
             raise FloatingPointError(f"the cost or gradient became {cost} at evaluation {n_evaluations}")
@@ -428,7 +430,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
         if last["theta"] is not None and np.array_equal(theta, last["theta"]):
             return last["terms"]
         with np.errstate(**_QUIET):
-            return sae.cost_terms(as_params(theta), X, **cost_kwargs)
+            return fast.cost_terms(as_params(theta), X, **cost_kwargs)
 
     reporter = _make_progress(progress, max_iter, "iter", progress_every)
     start = time.perf_counter()
@@ -519,8 +521,8 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
     eps = _check_positive_real("eps", eps)
     beta1 = _check_unit_interval("beta1", beta1)
     beta2 = _check_unit_interval("beta2", beta2)
-    batch_size = sae._check_count("batch_size", batch_size)
-    epochs = sae._check_count("epochs", epochs)
+    batch_size = validation.check_count("batch_size", batch_size)
+    epochs = validation.check_count("epochs", epochs)
     _check_callable("callback", callback)
     rng = sae.as_generator(rng)
     X = sae.check_X(X, params, decoder)          # once: checked, in the params' dtype
@@ -548,7 +550,7 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
         for start_row in range(0, m, batch_size):
             batch = X[order[start_row:start_row + batch_size]]      # (<= batch_size, n_visible)
             with np.errstate(**_QUIET):
-                cost, grads = sae.cost_and_grad(params, batch, **cost_kwargs)
+                cost, grads = fast.cost_and_grad(params, batch, **cost_kwargs)
             if not _all_finite(cost, grads):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the cost or gradient became {cost} at step {t + 1} "
@@ -567,14 +569,14 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
                 return last_finite, _finish_epoch(history, None, start)
             elapsed = time.perf_counter() - start
             if reporter is not None and reporter.due(t):
-                reporter.report(t, lambda: sae.cost_terms(params, batch, **cost_kwargs),
+                reporter.report(t, lambda: fast.cost_terms(params, batch, **cost_kwargs),
                                 note=f"  (epoch {epoch}, mini-batch)")
             if callback is not None and callback(
                     TrainingStep("adam", t, epoch, cost, params, elapsed)):
                 history["status"], history["message"] = "stopped", "stopped by the callback"
                 return params, _finish_epoch(history, None, start)
         with np.errstate(**_QUIET):
-            full_cost = sae.cost_terms(params, X, **cost_kwargs)["cost"]
+            full_cost = fast.cost_terms(params, X, **cost_kwargs)["cost"]
         if not math.isfinite(full_cost):
             history["status"] = "nonfinite"
             history["message"] = f"the cost on all examples became {full_cost} after epoch {epoch}"
@@ -750,21 +752,21 @@ class SparseAutoencoder:
     def __init__(self, n_hidden, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
                  decoder="sigmoid", optimizer="lbfgs", max_iter=400, lr=1e-3,
                  batch_size=128, epochs=10, seed=0, dtype="float64"):
-        self.n_hidden = sae._check_count("n_hidden", n_hidden)
+        self.n_hidden = validation.check_count("n_hidden", n_hidden)
         _cost_kwargs(penalty, rho, beta, lam, decoder)
         self.penalty, self.rho, self.beta, self.lam = penalty, float(rho), float(beta), float(lam)
         self.decoder = decoder
-        self.optimizer = sae._check_choice("optimizer", optimizer, OPTIMIZERS)
-        self.max_iter = sae._check_count("max_iter", max_iter)
+        self.optimizer = validation.check_choice("optimizer", optimizer, OPTIMIZERS)
+        self.max_iter = validation.check_count("max_iter", max_iter)
         self.lr = _check_positive_real("lr", lr)
-        self.batch_size = sae._check_count("batch_size", batch_size)
-        self.epochs = sae._check_count("epochs", epochs)
+        self.batch_size = validation.check_count("batch_size", batch_size)
+        self.epochs = validation.check_count("epochs", epochs)
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise TypeError(f"seed: expected a non-negative integer, got {seed!r}")
         if seed < 0:
             raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
         self.seed = int(seed)
-        self.dtype = sae._check_dtype("dtype", dtype).name
+        self.dtype = validation.check_dtype("dtype", dtype).name
         self.params_ = None
         self.history_ = None
         self.n_visible_ = None
@@ -818,7 +820,7 @@ class SparseAutoencoder:
 
     def cost_terms(self, X):
         """The parts of J on X (see ``sparse_autoencoder.cost_terms``)."""
-        return sae.cost_terms(self._fitted_params(), X, **self.cost_kwargs())
+        return fast.cost_terms(self._fitted_params(), X, **self.cost_kwargs())
 
     def save(self, path, extra=None, info=None):
         """Save params, hyperparameters, history and arrays (``save_model``).

@@ -1,10 +1,11 @@
-"""The blockwise internals of cost_and_grad: block boundaries, memory, dtype, saturation.
+"""The tuned fast.cost_and_grad: equal to the readable one, block boundaries, memory, dtype.
 
-cost_and_grad does its elementwise work in blocks of rows (BLOCK_BYTES) and
-keeps only a2 and delta2 besides one array as large as X. These tests set the
-block size small so that blocks end in awkward places, compare with the
-per-example loop, and measure the peak memory of one call with tracemalloc
-(NumPy reports its array buffers to it). No timing here: see bench.py.
+fast.cost_and_grad does its elementwise work in blocks of rows (BLOCK_BYTES)
+and keeps only a2 and delta2 besides one array as large as X. These tests
+hold it equal to the readable sparse_autoencoder.cost_and_grad and to the
+per-example loop, set the block size small so that blocks end in awkward
+places, and measure the peak memory of one call with tracemalloc (NumPy
+reports its array buffers to it). No timing here: see bench.py.
 """
 
 import itertools
@@ -12,7 +13,9 @@ import itertools
 import numpy as np
 import pytest
 
+import fast
 import sparse_autoencoder as sae
+import validation
 from bench import peak_extra_bytes
 from gradcheck import numerical_gradient, relative_difference
 from reference import loop_cost_and_grad
@@ -36,7 +39,7 @@ def block_bytes_for(rows, n_visible, dtype=np.float64):
 
 
 def assert_matches_loop(params, X, penalty, decoder, rtol=1e-10):
-    cost, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    cost, grads = fast.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
     ref_cost, ref_grads = loop_cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
     assert cost == pytest.approx(ref_cost, rel=rtol, abs=0)
     for name in sae.PARAM_NAMES:
@@ -45,21 +48,64 @@ def assert_matches_loop(params, X, penalty, decoder, rtol=1e-10):
                                    err_msg=name)
 
 
+# Odd sizes: m smaller than a block, m not a multiple of the block, one row,
+# a single block, and n_visible / n_hidden that are not powers of two.
+SIZES = [(1, 7, 5, 4), (3, 7, 5, 4), (23, 7, 5, 4), (50, 13, 3, 7), (97, 31, 11, 1000)]
+
+
+@pytest.mark.parametrize("m,n_visible,n_hidden,rows_per_block", SIZES)
+@pytest.mark.parametrize("penalty,decoder", COMBOS)
+def test_fast_equals_readable_in_float64(monkeypatch, penalty, decoder, m, n_visible, n_hidden,
+                                         rows_per_block):
+    params, X = make_problem(m, n_visible, n_hidden, seed=m + n_hidden)
+    monkeypatch.setattr(fast, "BLOCK_BYTES", block_bytes_for(rows_per_block, n_visible))
+    cost, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    fast_cost, fast_grads = fast.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    assert fast_cost == pytest.approx(cost, rel=1e-12, abs=0)
+    for name in sae.PARAM_NAMES:
+        assert fast_grads[name].dtype == np.float64
+        np.testing.assert_allclose(fast_grads[name], grads[name], rtol=1e-12,
+                                   atol=1e-12 * np.max(np.abs(grads[name])), err_msg=name)
+    terms = sae.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    fast_terms = fast.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    assert terms.keys() == fast_terms.keys()
+    for name in terms:
+        assert fast_terms[name] == pytest.approx(terms[name], rel=1e-12, abs=1e-300), name
+
+
+@pytest.mark.parametrize("m,n_visible,n_hidden,rows_per_block", SIZES)
+@pytest.mark.parametrize("penalty,decoder", COMBOS)
+def test_fast_equals_readable_in_float32(monkeypatch, penalty, decoder, m, n_visible, n_hidden,
+                                         rows_per_block):
+    # float32 precision: both are within a few float32 epsilons of the float64
+    # result, so of each other; measured against the gradient's largest entry.
+    params, X = make_problem(m, n_visible, n_hidden, seed=m + n_hidden, dtype=np.float32)
+    monkeypatch.setattr(fast, "BLOCK_BYTES", block_bytes_for(rows_per_block, n_visible, np.float32))
+    cost, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    fast_cost, fast_grads = fast.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    eps = float(np.finfo(np.float32).eps)
+    assert fast_cost == pytest.approx(cost, rel=8 * eps)
+    for name in sae.PARAM_NAMES:
+        assert grads[name].dtype == fast_grads[name].dtype == np.float32
+        np.testing.assert_allclose(fast_grads[name], grads[name], rtol=16 * eps,
+                                   atol=16 * eps * np.max(np.abs(grads[name])), err_msg=name)
+
+
 @pytest.mark.parametrize("penalty,decoder", COMBOS)
 @pytest.mark.parametrize("m,rows_per_block", [(1, 1), (2, 1), (7, 3), (10, 5), (23, 4), (23, 100)])
 def test_blocks_match_the_loop(monkeypatch, penalty, decoder, m, rows_per_block):
     # m not a multiple of the block (7/3, 23/4), exact multiples (10/5), one row, one block.
     params, X = make_problem(m, 7, 5, seed=m)
-    monkeypatch.setattr(sae, "BLOCK_BYTES", block_bytes_for(rows_per_block, 7))
+    monkeypatch.setattr(fast, "BLOCK_BYTES", block_bytes_for(rows_per_block, 7))
     assert_matches_loop(params, X, penalty, decoder)
 
 
 def test_row_blocks_cover_every_row_once(monkeypatch):
-    monkeypatch.setattr(sae, "BLOCK_BYTES", block_bytes_for(4, 10))
-    blocks = sae._row_blocks(23, 10, np.float64)
+    monkeypatch.setattr(fast, "BLOCK_BYTES", block_bytes_for(4, 10))
+    blocks = fast._row_blocks(23, 10, np.float64)
     assert [(b.start, b.stop) for b in blocks] == [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20), (20, 23)]
-    monkeypatch.setattr(sae, "BLOCK_BYTES", 1)             # smaller than a row: one row per block
-    assert len(sae._row_blocks(5, 10, np.float64)) == 5
+    monkeypatch.setattr(fast, "BLOCK_BYTES", 1)             # smaller than a row: one row per block
+    assert len(fast._row_blocks(5, 10, np.float64)) == 5
 
 
 @pytest.mark.parametrize("penalty,decoder", COMBOS)
@@ -67,8 +113,8 @@ def test_block_size_does_not_change_the_result(monkeypatch, penalty, decoder):
     params, X = make_problem(50, 12, 6, seed=1)
     results = []
     for rows in (1, 7, 50):
-        monkeypatch.setattr(sae, "BLOCK_BYTES", block_bytes_for(rows, 12))
-        results.append(sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER))
+        monkeypatch.setattr(fast, "BLOCK_BYTES", block_bytes_for(rows, 12))
+        results.append(fast.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER))
     (cost, grads), others = results[0], results[1:]
     for other_cost, other_grads in others:
         assert other_cost == pytest.approx(cost, rel=1e-13)
@@ -78,21 +124,21 @@ def test_block_size_does_not_change_the_result(monkeypatch, penalty, decoder):
 
 @pytest.mark.parametrize("penalty,decoder", COMBOS)
 def test_gradient_check_across_block_boundaries(monkeypatch, penalty, decoder):
-    monkeypatch.setattr(sae, "BLOCK_BYTES", block_bytes_for(3, 8))
+    monkeypatch.setattr(fast, "BLOCK_BYTES", block_bytes_for(3, 8))
     params, X = make_problem(10, 8, 4, seed=2)
     theta = sae.pack(params)
 
     def cost(t):
-        return sae.cost_and_grad(sae.unpack(t, 8, 4), X, penalty=penalty, decoder=decoder, **HYPER)[0]
+        return fast.cost_and_grad(sae.unpack(t, 8, 4), X, penalty=penalty, decoder=decoder, **HYPER)[0]
 
-    _, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    _, grads = fast.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
     assert relative_difference(numerical_gradient(cost, theta), sae.pack(grads)) < 1e-9
 
 
 def test_unchecked_path_equals_cost_and_grad():
     params, X = make_problem(30, 9, 4, seed=3)
-    cost, grads = sae.cost_and_grad(params, X, **HYPER)
-    cost2, grads2 = sae._cost_and_grad(params, X, "kl", 0.1, 3.0, 1e-3, "sigmoid")
+    cost, grads = fast.cost_and_grad(params, X, **HYPER)
+    cost2, grads2 = fast._cost_and_grad(params, X, "kl", 0.1, 3.0, 1e-3, "sigmoid")
     assert cost2 == cost
     for name in sae.PARAM_NAMES:
         np.testing.assert_array_equal(grads2[name], grads[name])
@@ -101,8 +147,8 @@ def test_unchecked_path_equals_cost_and_grad():
 @pytest.mark.parametrize("penalty,decoder", COMBOS)
 def test_cost_terms_agree_with_cost_and_grad(penalty, decoder):
     params, X = make_problem(40, 9, 4, seed=4)
-    cost, _ = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
-    terms = sae.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    cost, _ = fast.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    terms = fast.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
     assert terms["cost"] == pytest.approx(cost, rel=1e-13)
 
 
@@ -110,9 +156,9 @@ def test_cost_terms_agree_with_cost_and_grad(penalty, decoder):
 def test_terms_returned_with_the_gradient_are_those_of_cost_terms(penalty, decoder):
     # L-BFGS prints these parts of J instead of running cost_terms' forward pass.
     params, X = make_problem(40, 9, 4, seed=6)
-    cost, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
-    terms, grads2 = sae._cost_terms_and_grad(params, X, penalty, 0.1, 3.0, 1e-3, decoder)
-    expected = sae.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    cost, grads = fast.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
+    terms, grads2 = fast._cost_terms_and_grad(params, X, penalty, 0.1, 3.0, 1e-3, decoder)
+    expected = fast.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
     assert terms["cost"] == cost
     assert terms.keys() == expected.keys()
     for name in expected:
@@ -129,7 +175,7 @@ def test_peak_memory_of_one_call_is_at_most_twice_X(dtype):
     # the gradients: about 1.7 X.nbytes at this m. A float64 temporary of X's
     # size in a float32 call alone would be 2 X.nbytes and fail this.
     params, X = make_problem(4000, 784, 196, seed=5, dtype=dtype)
-    peak = peak_extra_bytes(lambda: sae.cost_and_grad(params, X))
+    peak = peak_extra_bytes(lambda: fast.cost_and_grad(params, X))
     assert peak <= 2 * X.nbytes, f"peak extra memory {peak / X.nbytes:.2f} x X.nbytes"
 
 
@@ -139,8 +185,8 @@ def test_float32_stays_float32_and_agrees_with_float64():
     # (about 1e-6 here); accumulated in float64 they stay near 1e-7.
     params, X = make_problem(10000, 64, 25, seed=6)
     params32 = {name: value.astype(np.float32) for name, value in params.items()}
-    cost64, grads64 = sae.cost_and_grad(params, X, **HYPER)
-    cost32, grads32 = sae.cost_and_grad(params32, X.astype(np.float32), **HYPER)
+    cost64, grads64 = fast.cost_and_grad(params, X, **HYPER)
+    cost32, grads32 = fast.cost_and_grad(params32, X.astype(np.float32), **HYPER)
     assert all(grads32[name].dtype == np.float32 for name in sae.PARAM_NAMES)
     assert cost32 == pytest.approx(cost64, rel=1e-6)
     for name in sae.PARAM_NAMES:
@@ -150,12 +196,13 @@ def test_float32_stays_float32_and_agrees_with_float64():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("bias", [1000.0, -1000.0])
 @pytest.mark.parametrize("penalty,decoder", COMBOS)
-def test_saturated_units_give_no_warning_and_finite_results(dtype, bias, penalty, decoder):
+@pytest.mark.parametrize("cost_and_grad", [sae.cost_and_grad, fast.cost_and_grad], ids=["readable", "fast"])
+def test_saturated_units_give_no_warning_and_finite_results(dtype, bias, penalty, decoder, cost_and_grad):
     # pytest.ini turns warnings into errors, so an overflow warning fails here.
     params, X = make_problem(9, 6, 4, seed=7, dtype=dtype)
     params["b1"][:] = bias
     params["b2"][:] = bias
-    cost, grads = sae.cost_and_grad(params, X, penalty=penalty, decoder=decoder)
+    cost, grads = cost_and_grad(params, X, penalty=penalty, decoder=decoder)
     assert np.isfinite(cost)
     assert all(np.all(np.isfinite(grads[name])) for name in sae.PARAM_NAMES)
 
@@ -172,7 +219,7 @@ def test_sigmoid_tanh_form_accuracy_and_limits(dtype):
     big = np.array([-np.inf, -1e30, -1000, 1000, 1e30, np.inf], dtype)
     np.testing.assert_array_equal(sae.sigmoid(big), [0, 0, 0, 1, 1, 1])
     out = z.copy()
-    assert sae.sigmoid(out, out=out) is out
+    assert fast.sigmoid_into(out, out) is out                 # the in-place form gives the same bits
     np.testing.assert_array_equal(out, a)
 
 
@@ -184,12 +231,12 @@ def test_one_pass_range_test_and_the_exact_check_agree(dtype):
     for value in fine:
         X = np.full((2, 3), 0.25, dtype)
         X[1, 2] = value
-        assert sae.check_X(X, params) is X
+        assert validation.check_X(X, params) is X
     for value in bad:
         X = np.full((2, 3), 0.25, dtype)
         X[1, 2] = value
-        assert not sae._in_unit_interval(X)
+        assert not validation.in_unit_interval(X)
         with pytest.raises(ValueError, match="^X: "):
-            sae.check_X(X, params)
+            validation.check_X(X, params)
     strided = np.asfortranarray(np.full((4, 3), 0.5, dtype))[:, ::2]
-    assert sae._in_unit_interval(strided)
+    assert validation.in_unit_interval(strided)

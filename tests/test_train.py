@@ -5,6 +5,7 @@ import io
 import numpy as np
 import pytest
 
+import fast
 import sparse_autoencoder as sae
 import train
 from atomic import atomic_write
@@ -113,7 +114,7 @@ def test_nonfinite_cost_stops_with_the_last_finite_params(tiny, monkeypatch, opt
     # L-BFGS checks X once and calls the unchecked _cost_terms_and_grad (which
     # returns the parts of J with the gradient); Adam calls cost_and_grad.
     name = "_cost_terms_and_grad" if optimizer == "lbfgs" else "cost_and_grad"
-    real = getattr(sae, name)
+    real = getattr(fast, name)
     calls = []
 
     def failing(p, X_, **kw):
@@ -123,7 +124,7 @@ def test_nonfinite_cost_stops_with_the_last_finite_params(tiny, monkeypatch, opt
             return cost, grads
         return ({**cost, "cost": float("nan")} if optimizer == "lbfgs" else float("nan")), grads
 
-    monkeypatch.setattr(train.sae, name, failing)
+    monkeypatch.setattr(train.fast, name, failing)
     if optimizer == "lbfgs":
         trained, history = train.lbfgs(params, X, max_iter=50, progress=False, **COST)
         last_iterate = history["iteration"][-1]
@@ -159,8 +160,8 @@ def test_lbfgs_progress_lines_cost_no_extra_forward_pass(tiny, monkeypatch):
     # evaluation's parts.
     X, params = tiny
     calls = []
-    real = sae.cost_terms
-    monkeypatch.setattr(train.sae, "cost_terms", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = fast.cost_terms
+    monkeypatch.setattr(train.fast, "cost_terms", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     stream = io.StringIO()
     trained, history = train.lbfgs(params, X, max_iter=15, progress=stream, progress_every=0, **COST)
     lines = stream.getvalue().splitlines()
