@@ -1,11 +1,17 @@
-"""The notes' backpropagation, one example at a time, with column vectors.
+"""The notes' backpropagation, one example at a time: read this first.
 
-This is the slow, literal version that the vectorized ``cost_and_grad`` in
-``sparse_autoencoder.py`` is tested against (and that ``bench.py`` times).
-It follows the notes line by line: each example x is a column (n_visible, 1),
-and the sums over i are Python loops. It shares no code with the model
-except the parameter names, so that a mistake in one does not hide in the
-other.
+``loop_cost_and_grad`` follows the notes line by line. Each example x is a
+column (n_visible, 1), as in the notes; the sums over the examples i are
+Python loops; the names are the notes' (z2, a2, z3, a3, rho_hat, delta3,
+delta2). Read it beside the notes, then read ``cost_and_grad`` in
+``sparse_autoencoder.py``: the same computation for all m examples at once,
+where each column x^(i) becomes row i of X (docs/derivation.md shows how one
+turns into the other).
+
+It is slow (a Python loop over the examples) and is used as the literal
+reference that the tests hold both vectorized versions to, and that
+``bench.py`` times. It shares no code with the model except the parameter
+names, so that a mistake in one does not hide in the other.
 
 ``loop_softmax_cost_and_grad`` does the same for UFLDL's softmax regression
 (one example and one class at a time), the reference for ``softmax.py``.
