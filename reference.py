@@ -64,12 +64,12 @@ def loop_cost_and_grad(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
         else:
             delta3 = -(x - a3)
         if penalty == "kl":
-            sparsity_term = beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
+            sparsity_delta = beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
         elif penalty == "l1":
-            sparsity_term = beta * np.ones_like(rho_hat)
+            sparsity_delta = beta * np.ones_like(rho_hat)
         else:
-            sparsity_term = np.zeros_like(rho_hat)
-        delta2 = (W2.T @ delta3 + sparsity_term) * (a2 * (1 - a2))
+            sparsity_delta = np.zeros_like(rho_hat)
+        delta2 = (W2.T @ delta3 + sparsity_delta) * (a2 * (1 - a2))
 
         dW2 += delta3 @ a2.T
         db2 += delta3
