@@ -3,34 +3,55 @@
 Library:
     numerical_gradient(f, theta, eps=1e-4)   central differences, one coordinate at a time
     relative_difference(a, b)                ||a - b|| / ||a + b||, the exercise's measure
-    check_gradient(objective, theta, unpack, eps)   one check, errors per parameter block
-    AUTOENCODER_STAGES, Stage                UFLDL's staged check of cost_and_grad
+    check_gradient(objective, theta, unpack, eps)   one check: J, errors per parameter block
+    AUTOENCODER_STAGES, Stage                UFLDL's staged check of a cost_and_grad
     STAGES                                   those, then SoftmaxStage (softmax.py)
-    run_stages(cost_fn, ...)                 run a list of stages
+    run_stages(cost_fn, ...)                 run a list of stages; an error is one StageError
+    failing_stages, format_table, format_settings   the verdict and the printed table
+    load_cost_function("FILE.py:NAME")       the function that --cost names
 
 Command:
-    python gradcheck.py [--visible 8] [--hidden 5] [--examples 10] [--seed 0] [--eps 1e-4]
+    python gradcheck.py [--cost FILE.py:FUNCTION] [--show N]
+                        [--visible 8] [--hidden 5] [--examples 10] [--seed 0] [--eps 1e-4]
 
-It first checks the checker on h(x) = x1^2 + 3 x1 x2 at (4, 10), then checks
-cost_and_grad stage by stage (reconstruction only, + weight decay, + KL
-sparsity, L1 sparsity, linear decoder, everything together), then the
-softmax classifier of softmax.py, and prints one row per stage. Exit status 0 when every relative difference is below
-TOLERANCE (1e-9, the exercise's bar), 1 otherwise.
+It first checks the checker on h(x) = x1^2 + 3 x1 x2 at (4, 10). Then it
+checks, stage by stage (reconstruction only, + weight decay, + KL sparsity,
+L1 sparsity, linear decoder, everything together), the readable
+``sparse_autoencoder.cost_and_grad`` and the tuned ``fast.cost_and_grad``,
+each in a section of its own, and finally the softmax classifier of
+softmax.py. ``--cost`` checks any function with cost_and_grad's signature
+instead (``exercise.py:cost_and_grad``, the exercise's skeleton, for one).
+One row per stage; a function that raises or returns something that is not
+(cost, grads) gets one line per stage saying so. Exit status 0 when every
+relative difference is below TOLERANCE (1e-9, the exercise's bar), 1
+otherwise, 2 for bad options.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import inspect
+import numbers
+import os
+import re
 import sys
+import textwrap
+import traceback
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from argtypes import nonnegative_int, positive_float, positive_int
+import fast
 import sparse_autoencoder as sae
 
 TOLERANCE = 1e-9          # UFLDL: a correct autoencoder gradient gives diff < 1e-9
 EPS = 1e-4                # the notes' step
+NEAR_FACTOR = 10          # a failure below NEAR_FACTOR * TOLERANCE may be truncation error
+LINE_WIDTH = 100          # every line the command prints fits in this many columns
 
 
 def numerical_gradient(f, theta, eps=1e-4):
@@ -40,8 +61,8 @@ def numerical_gradient(f, theta, eps=1e-4):
 
     f: maps a 1-D float array to a scalar. theta: 1-D float array; it is
     perturbed in place one coordinate at a time and each coordinate is
-    restored to its exact original value afterwards. Returns an array with
-    theta's shape and dtype.
+    restored to its exact original value afterwards (also when f raises).
+    Returns an array with theta's shape and dtype.
     """
     if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.dtype.kind != "f":
         raise ValueError(
@@ -53,11 +74,13 @@ def numerical_gradient(f, theta, eps=1e-4):
     grad = np.empty_like(theta)
     for i in range(theta.size):
         original = theta[i]
-        theta[i] = original + eps
-        f_plus = float(f(theta))
-        theta[i] = original - eps
-        f_minus = float(f(theta))
-        theta[i] = original                      # restore exactly
+        try:
+            theta[i] = original + eps
+            f_plus = float(f(theta))
+            theta[i] = original - eps
+            f_minus = float(f(theta))
+        finally:
+            theta[i] = original                  # restore exactly
         grad[i] = (f_plus - f_minus) / (2 * eps)
     return grad
 
@@ -85,10 +108,24 @@ def relative_difference(a, b):
 
 @dataclass(frozen=True)
 class GradientCheck:
-    """Result of one check: overall relative difference, max |error| per block."""
+    """Result of one check.
+
+    relative_difference: ||num - grad|| / ||num + grad|| over all parameters.
+    max_abs_error: block name -> max |numerical - analytic| in that block.
+    cost: J at the checked parameters. numerical, analytic: block name ->
+    array of that block's shape (for ``--show``; None when not kept).
+    """
 
     relative_difference: float
-    max_abs_error: dict          # block name -> max |numerical - analytic|
+    max_abs_error: dict
+    cost: float = float("nan")
+    numerical: dict | None = None
+    analytic: dict | None = None
+
+
+class BadReturnValue(ValueError):
+    """The checked function returned something other than (cost, grads) of the
+    parameters' keys and shapes, with finite values."""
 
 
 def check_gradient(objective, theta, unpack, eps=EPS) -> GradientCheck:
@@ -98,24 +135,72 @@ def check_gradient(objective, theta, unpack, eps=EPS) -> GradientCheck:
     theta: the packed parameters (1-D float array); unpack(theta) -> params dict
     (for the autoencoder, ``sae.unpack`` with the sizes bound). theta is
     perturbed in place during the check and restored exactly.
+
+    The returned value is checked first (a tuple (cost, grads), cost a finite
+    number, grads a dict with the keys and shapes of unpack(theta), finite):
+    anything else raises BadReturnValue, a ValueError naming what was wrong.
     """
-    numerical = unpack(numerical_gradient(lambda t: objective(unpack(t))[0], theta, eps))
-    _, analytic = objective(unpack(theta))
-    names = list(numerical)
-    for name in names:
-        got = np.shape(analytic.get(name)) if name in analytic else "missing"
-        if got != numerical[name].shape:
-            raise ValueError(
-                f"grads['{name}']: expected shape {numerical[name].shape} like the "
-                f"parameter, got {got}"
-            )
+    params = unpack(theta)
+    cost, analytic = _checked_return(objective(params), params)
+    analytic = {name: np.array(block, dtype=np.float64) for name, block in analytic.items()}
+
+    def cost_only(t):
+        value = objective(unpack(t))[0]
+        if not _is_finite_number(value):
+            raise BadReturnValue(f"returned cost {value!r} at a perturbed theta, "
+                                 f"expected a finite number")
+        return value
+
+    numerical = unpack(numerical_gradient(cost_only, theta, eps))
+    names = list(params)
     flat = lambda blocks: np.concatenate([np.ravel(blocks[n]) for n in names])  # noqa: E731
     return GradientCheck(
         relative_difference=relative_difference(flat(numerical), flat(analytic)),
         max_abs_error={
             n: float(np.max(np.abs(numerical[n] - analytic[n]), initial=0.0)) for n in names
         },
+        cost=float(cost),
+        numerical={n: np.array(numerical[n]) for n in names},
+        analytic=analytic,
     )
+
+
+def _checked_return(returned, params):
+    """(cost, grads) from the checked function's return value, or BadReturnValue."""
+    if not isinstance(returned, tuple) or len(returned) != 2:
+        what = ("None (a missing return?)" if returned is None else
+                f"a tuple of {len(returned)}" if isinstance(returned, tuple) else
+                type(returned).__name__)
+        raise BadReturnValue(f"returned {what}, expected a tuple (cost, grads)")
+    cost, grads = returned
+    if not _is_finite_number(cost):
+        got = repr(cost) if isinstance(cost, numbers.Real) else f"of type {type(cost).__name__}"
+        raise BadReturnValue(f"returned cost {got}, expected a finite number")
+    if not isinstance(grads, dict):
+        raise BadReturnValue(f"returned grads of type {type(grads).__name__}, "
+                             f"expected a dict with keys {', '.join(params)}")
+    if set(grads) != set(params):
+        raise BadReturnValue(f"returned grads with keys {', '.join(map(str, grads))}, "
+                             f"expected {', '.join(params)}")
+    for name, param in params.items():
+        block = np.asarray(grads[name])
+        if block.shape != np.shape(param):
+            raise BadReturnValue(f"returned grads['{name}'] of shape {block.shape}, "
+                                 f"not {name}'s shape {np.shape(param)}")
+        if block.dtype.kind not in "fiu":
+            raise BadReturnValue(f"returned grads['{name}'] of dtype {block.dtype}, "
+                                 f"expected real numbers")
+        if not np.all(np.isfinite(block)):
+            raise BadReturnValue(f"returned grads['{name}'] with NaN or infinite values")
+    return cost, grads
+
+
+def _is_finite_number(value):
+    """True for a finite real number (Python or NumPy scalar, or a 0-d array)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and bool(np.isfinite(float(value))))
 
 
 def check_the_checker(eps=EPS):
@@ -147,8 +232,10 @@ class Stage:
     """One row of the check: cost_fn(params, X, **settings) at the given settings.
 
     A stage is any object with ``name``, ``settings`` (a dict shown in the
-    table) and ``check(cost_fn, params, X, eps) -> GradientCheck``; a stage
-    for another model can ignore cost_fn, params and X and check its own cost.
+    listing of the stages) and ``check(cost_fn, params, X, eps) -> GradientCheck``;
+    a stage for another model can ignore cost_fn, params and X and check its
+    own cost. The command runs the ``Stage`` instances on each autoencoder
+    function it checks, and gives any other stage a section of its own.
     """
 
     name: str
@@ -176,11 +263,13 @@ class SoftmaxStage:
     name: str = "softmax regression"
     settings: dict = field(default_factory=lambda: dict(lam=1e-4, m=20, n_features=8, n_classes=4))
     seed: int = 0
+    title: str = "softmax.softmax_cost_and_grad (the classifier of self_taught.py)"
 
     def check(self, cost_fn, params, X, eps=EPS) -> GradientCheck:
         import softmax
 
         f, theta, analytic = softmax.softmax_gradcheck_stage(self.seed, **self.settings)
+        cost = f(theta)
         numerical = numerical_gradient(f, theta, eps)
         blocks = lambda t: softmax.unpack_softmax(  # noqa: E731
             t, self.settings["n_features"], self.settings["n_classes"])
@@ -188,6 +277,9 @@ class SoftmaxStage:
         return GradientCheck(
             relative_difference=relative_difference(numerical, analytic),
             max_abs_error={n: float(np.max(np.abs(num[n] - ana[n]))) for n in num},
+            cost=float(cost),
+            numerical=num,
+            analytic=ana,
         )
 
 
@@ -221,39 +313,253 @@ def make_problem(n_visible=8, n_hidden=5, n_examples=10, seed=0):
     return params, X
 
 
+# ---------------------------------------------------------------------------
+# Running the stages: an error in the checked function is one line, not a traceback
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageError:
+    """A stage whose check could not finish: the function raised, or returned
+    something other than (cost, grads). ``reason`` is one line, e.g.
+    "NotImplementedError: delta2 (m, n_hidden) (exercise.py:157)". It reads
+    like a failed GradientCheck (NaN relative difference, no blocks)."""
+
+    reason: str
+    relative_difference: float = float("nan")
+    max_abs_error: dict = field(default_factory=dict)
+    cost: float = float("nan")
+    numerical: dict | None = None
+    analytic: dict | None = None
+
+
 def run_stages(cost_fn, params, X, stages=STAGES, eps=EPS):
-    """Check cost_fn at every stage: a list of (stage, GradientCheck)."""
-    return [(stage, stage.check(cost_fn, params, X, eps)) for stage in stages]
+    """Check cost_fn at every stage: a list of (stage, GradientCheck or StageError).
+
+    An exception raised during a stage (by cost_fn, or a bad return value)
+    ends that stage only, as a StageError. NumPy's division by zero,
+    overflow and invalid operations raise there (FloatingPointError), so
+    that they name their line instead of turning into NaN.
+    """
+    return [(stage, _run_stage(stage, cost_fn, params, X, eps)) for stage in stages]
+
+
+def _run_stage(stage, cost_fn, params, X, eps):
+    try:
+        with np.errstate(divide="raise", over="raise", invalid="raise"):
+            return stage.check(cost_fn, params, X, eps)
+    except Exception as exc:  # the checked function's bug, reported on one line
+        return StageError(describe_exception(exc, _source_file(cost_fn)))
+
+
+def describe_exception(exc, source_file=None) -> str:
+    """One line: "Type: message (file.py:line)", the line being the deepest
+    frame of the traceback in source_file (the checked function's file), else
+    the deepest outside this module. A BadReturnValue is its message alone."""
+    message = " ".join(str(exc).split())
+    if isinstance(exc, BadReturnValue):
+        return message
+    text = type(exc).__name__ + (f": {message}" if message else "")
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = os.path.abspath(__file__)
+    mine = [f for f in frames if source_file and _same_file(f.filename, source_file)]
+    others = [f for f in frames if not _same_file(f.filename, ours)]
+    frame = (mine or others or frames or [None])[-1]
+    if frame is None:
+        return text
+    return f"{text} ({os.path.basename(frame.filename)}:{frame.lineno})"
+
+
+def _same_file(a, b):
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def _source_file(fn):
+    """The file that defines fn, or None (a builtin, a partial, ...)."""
+    try:
+        return inspect.getsourcefile(inspect.unwrap(fn))
+    except (TypeError, ValueError):
+        return None
 
 
 def failing_stages(results, tol=TOLERANCE):
-    """Names of the stages whose relative difference is not below tol."""
+    """Names of the stages whose relative difference is not below tol
+    (a StageError's is NaN: it fails)."""
     return [stage.name for stage, check in results if not check.relative_difference < tol]
 
 
-def format_table(results, tol=TOLERANCE) -> str:
-    """One row per stage: settings, relative difference, then one column per
-    parameter block holding its largest |numerical - analytic|."""
+def near_threshold_stages(results, tol=TOLERANCE, factor=NEAR_FACTOR):
+    """Names of the failing stages with tol <= relative difference < factor * tol:
+    those where the central difference's own truncation error may be the cause."""
+    return [stage.name for stage, check in results
+            if tol <= check.relative_difference < factor * tol]
+
+
+# ---------------------------------------------------------------------------
+# Printing
+# ---------------------------------------------------------------------------
+
+
+def format_table(results, tol=TOLERANCE, show=0) -> str:
+    """One row per stage: J, relative difference, then one column per
+    parameter block holding its largest |numerical - analytic|, then ok/FAIL.
+
+    A StageError's row is its stage name and "FAILED: reason", cut to
+    LINE_WIDTH columns. show > 0 adds, under each row, the first ``show``
+    (numerical, analytic) pairs of each block, like UFLDL's disp([numgrad grad]).
+    """
     blocks = list(dict.fromkeys(name for _, check in results for name in check.max_abs_error))
-    header = ["stage", "settings", "rel. diff", *blocks, ""]
+    header = ["stage", "J", "rel. diff", *blocks, ""]
     rows = [header]
     for stage, check in results:
+        if isinstance(check, StageError):
+            continue
         errors = [check.max_abs_error.get(b) for b in blocks]
         rows.append([
             stage.name,
-            _format_settings(stage.settings),
+            f"{check.cost:.8g}",
             f"{check.relative_difference:.3e}",
             *["" if e is None else f"{e:.1e}" for e in errors],
             "ok" if check.relative_difference < tol else "FAIL",
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
-    )
+    widths[0] = max([widths[0]] + [len(stage.name) for stage, _ in results])
+
+    def line(row):
+        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+
+    lines = [line(header)] if len(rows) > 1 else []     # no numbers, no column heads
+    numbered = iter(rows[1:])
+    for stage, check in results:
+        if isinstance(check, StageError):
+            lines.append(_fit(f"{stage.name.ljust(widths[0])}  FAILED: {check.reason}"))
+            continue
+        lines.append(line(next(numbered)))
+        if show > 0 and check.numerical is not None:
+            lines.extend(format_pairs(check.numerical, check.analytic, show))
+    return "\n".join(lines)
+
+
+def format_pairs(numerical, analytic, n) -> list:
+    """The first n (numerical, analytic) pairs of each block, one line each."""
+    lines = [f"    {'':<14}{'numerical':>22}{'analytic':>22}"]
+    for name, num in numerical.items():
+        ana = np.asarray(analytic[name])
+        for flat_index in range(min(n, num.size)):
+            index = np.unravel_index(flat_index, num.shape)
+            label = f"{name}[{', '.join(map(str, index))}]"
+            pair = num.flat[flat_index], ana.flat[flat_index]
+            lines.append(f"    {label:<14}{pair[0]:>22.12e}{pair[1]:>22.12e}")
+    return lines
+
+
+def format_settings(stages) -> str:
+    """One line per stage: its name and settings ("+ weight decay  decoder=sigmoid ...")."""
+    width = max(len(stage.name) for stage in stages)
+    return "\n".join(_fit(f"  {stage.name.ljust(width)}  {_format_settings(stage.settings)}")
+                     for stage in stages)
 
 
 def _format_settings(settings) -> str:
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+
+
+def _fit(text, width=LINE_WIDTH) -> str:
+    """text cut to width columns; a cut keeps a trailing " (file.py:line)"."""
+    if len(text) <= width:
+        return text
+    place = re.search(r" \([^()]+:\d+\)$", text)
+    tail = place.group(0) if place else ""
+    return text[:width - len(tail) - 3] + "..." + tail
+
+
+def _wrap(text, indent="  ") -> str:
+    return textwrap.fill(text, width=LINE_WIDTH, subsequent_indent=indent, break_on_hyphens=False)
+
+
+# ---------------------------------------------------------------------------
+# --cost: any function with cost_and_grad's signature
+# ---------------------------------------------------------------------------
+
+
+class CostFunction(NamedTuple):
+    """A function to check and the label of its section."""
+
+    label: str
+    fn: Callable
+
+
+DEFAULT_FUNCTIONS = (
+    CostFunction("sparse_autoencoder.cost_and_grad (readable)", sae.cost_and_grad),
+    CostFunction("fast.cost_and_grad (tuned)", fast.cost_and_grad),
+)
+
+# Keyword arguments every stage may pass (cost_and_grad's signature).
+SIGNATURE = "(params, X, *, penalty, rho, beta, lam, decoder)"
+
+
+def load_cost_function(text) -> CostFunction:
+    """The function named by "FILE.py:FUNCTION" or "module:FUNCTION".
+
+    A path (ending in .py or containing a path separator) is loaded from that
+    file; anything else is imported as a module. The function must accept
+    cost_and_grad's signature. Raises argparse.ArgumentTypeError with one line
+    saying what is wrong (argparse adds "argument --cost:" and exits with 2).
+    """
+    where, colon, name = text.rpartition(":")
+    if not colon or not where or not name:
+        raise argparse.ArgumentTypeError(
+            f"expected FILE.py:FUNCTION or module:FUNCTION, e.g. exercise.py:cost_and_grad, "
+            f"got {text!r}")
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        module = _load_file(where)
+    else:
+        module = _import_module(where)
+    if not hasattr(module, name):
+        raise argparse.ArgumentTypeError(f"{where} has no function {name!r}")
+    fn = getattr(module, name)
+    if not callable(fn):
+        raise argparse.ArgumentTypeError(f"{where}:{name} is a {type(fn).__name__}, not a function")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        signature = None                      # a builtin or the like: let the stages tell
+    if signature is not None:
+        try:
+            signature.bind(None, None, penalty="kl", rho=RHO, beta=BETA, lam=LAM, decoder="sigmoid")
+        except TypeError as exc:
+            raise argparse.ArgumentTypeError(
+                f"{where}:{name} does not take cost_and_grad's arguments {SIGNATURE}: {exc}"
+            ) from None
+    return CostFunction(text, fn)
+
+
+def _load_file(path):
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"no such file: {path!r}")
+    module_name = os.path.splitext(os.path.basename(path))[0]
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        raise argparse.ArgumentTypeError(
+            f"importing {path} failed: {describe_exception(exc, path)}") from None
+    return module
+
+
+def _import_module(name):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            raise argparse.ArgumentTypeError(
+                f"no module named {name!r} (for a file, give its path: {name}.py)") from None
+        raise argparse.ArgumentTypeError(
+            f"importing {name} failed: {describe_exception(exc)}") from None
+    except (Exception, SystemExit) as exc:
+        raise argparse.ArgumentTypeError(
+            f"importing {name} failed: {describe_exception(exc)}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -264,13 +570,22 @@ def _format_settings(settings) -> str:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=(
-            "Check sparse_autoencoder.cost_and_grad against central differences, "
-            "in UFLDL's stages, on a small float64 net. First checks the checker "
-            "on h(x) = x1^2 + 3 x1 x2 at (4, 10). Exit status 0 when every "
-            f"relative difference ||num - grad|| / ||num + grad|| is below {TOLERANCE:g}, "
-            "1 otherwise."
+            "Check cost functions against central differences, in UFLDL's stages, on a "
+            "small float64 net: by default the readable sparse_autoencoder.cost_and_grad and "
+            "the tuned fast.cost_and_grad, then softmax.py's classifier. First checks the "
+            "checker on h(x) = x1^2 + 3 x1 x2 at (4, 10). Exit status 0 when every relative "
+            f"difference ||num - grad|| / ||num + grad|| is below {TOLERANCE:g}, 1 otherwise."
         )
     )
+    parser.add_argument("--cost", type=load_cost_function, default=None,
+                        metavar="FILE.py:FUNCTION",
+                        help="check this function instead (also module:FUNCTION), e.g. "
+                             "exercise.py:cost_and_grad; it must take cost_and_grad's arguments "
+                             f"{SIGNATURE} and return (cost, grads)")
+    parser.add_argument("--show", type=nonnegative_int, default=0, metavar="N",
+                        help="print the first N (numerical, analytic) pairs of each parameter "
+                             "block under each stage, like UFLDL's disp([numgrad grad]) "
+                             "(default: %(default)s)")
     parser.add_argument("--visible", type=positive_int, default=8,
                         help="number of visible units n_visible (default: %(default)s)")
     parser.add_argument("--hidden", type=positive_int, default=5,
@@ -285,39 +600,88 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None, cost_fn=sae.cost_and_grad, stages=STAGES) -> int:
-    """Run the command; returns the exit status. cost_fn replaces the model's (tests)."""
-    args = parse_args(argv)
-    failed = []
+def main(argv=None, cost_fn=None, stages=STAGES) -> int:
+    """Run the command; returns the exit status.
 
+    The ``Stage`` instances of ``stages`` run on each function checked: the
+    one ``--cost`` names, else ``cost_fn`` (tests), else the readable and the
+    tuned cost_and_grad. The other stages (softmax) bring their own cost;
+    they run, each in a section of its own, only when the project's own
+    functions are checked (no --cost, no cost_fn).
+    """
+    args = parse_args(argv)
+    if args.cost is not None:
+        functions = [args.cost]
+    elif cost_fn is not None:
+        functions = [CostFunction(_qualified_name(cost_fn), cost_fn)]
+    else:
+        functions = list(DEFAULT_FUNCTIONS)
+    own_functions = args.cost is None and cost_fn is None
+    autoencoder_stages = [stage for stage in stages if isinstance(stage, Stage)]
+    other_stages = ([stage for stage in stages if not isinstance(stage, Stage)]
+                    if own_functions else [])
+
+    failed = []                  # (section label, failing stage names, number of stages)
     numerical, diff = check_the_checker(args.eps)
     print("checking the checker: h(x) = x1^2 + 3 x1 x2 at x = (4, 10), exact gradient (38, 12)")
     print(f"  numerical ({numerical[0]:.10g}, {numerical[1]:.10g}), relative difference "
           f"{diff:.4e} (UFLDL, eps 1e-4: about 2.1452e-12)")
     if not diff < TOLERANCE:
-        failed.append("the checker itself")
+        failed.append(("the checker itself", ["h(x) = x1^2 + 3 x1 x2"], 1))
 
     params, X = make_problem(args.visible, args.hidden, args.examples, args.seed)
     rho_hat = sae.encode(params, X).mean(axis=0)                 # (n_hidden,)
     print()
-    print(f"cost_and_grad on {args.visible} visible, {args.hidden} hidden, {args.examples} "
-          f"examples (seed {args.seed}), float64, eps {args.eps:g}; "
-          f"rho_hat in [{rho_hat.min():.2f}, {rho_hat.max():.2f}]")
-    print("rel. diff = ||num - grad|| / ||num + grad|| over all parameters; "
-          "W1 .. b2 = largest |num - grad| in that block")
-    results = run_stages(cost_fn, params, X, stages, args.eps)
-    print(format_table(results))
+    print(_wrap(f"the net: {args.visible} visible, {args.hidden} hidden, {args.examples} "
+                f"examples (seed {args.seed}), float64, eps {args.eps:g}; "
+                f"rho_hat in [{rho_hat.min():.2f}, {rho_hat.max():.2f}]"))
+    if autoencoder_stages:
+        print("the stages (one term at a time: the first failing row names the wrong term):")
+        print(format_settings(autoencoder_stages))
+    print(_wrap(f"J: the cost at the net's parameters. rel. diff: ||num - grad|| / ||num + grad|| "
+                f"over all parameters, ok below {TOLERANCE:g}. The blocks (W1 .. b2): the "
+                f"largest |num - grad| in each.", indent=""))
+
+    all_results = []
+    sections = [(function.label, function.fn, autoencoder_stages) for function in functions
+                if autoencoder_stages]
+    sections += [(getattr(stage, "title", stage.name), None, [stage]) for stage in other_stages]
+    for label, fn, section_stages in sections:
+        print()
+        print(_fit(label))
+        if fn is None:
+            print(format_settings(section_stages))
+        results = run_stages(fn, params, X, section_stages, args.eps)
+        print(format_table(results, show=args.show))
+        all_results += results
+        if failing_stages(results):
+            failed.append((label, failing_stages(results), len(results)))
     print()
-    failed += failing_stages(results)
-    if failed:
-        print(f"FAILED: relative difference not below {TOLERANCE:g} for: {', '.join(failed)}",
+
+    if not failed:
+        print(f"all {len(all_results)} stages below {TOLERANCE:g}")
+        return 0
+    for label, names, n_stages in failed:
+        which = f"all {n_stages} stages" if len(names) == n_stages > 1 else ", ".join(names)
+        print(_wrap(f"FAILED {label}: {which}"), file=sys.stderr)
+    near = near_threshold_stages(all_results)
+    if near:
+        print(_wrap(f"(rel. diff within {NEAR_FACTOR}x of {TOLERANCE:g} in: {', '.join(near)}. "
+                    f"That may be the central difference's own truncation error, about "
+                    f"eps^2 f'''/6: rerun with --eps 1e-5; it shrinks 100-fold, a wrong "
+                    f"gradient does not)", indent=" "), file=sys.stderr)
+    if any(isinstance(check, StageError) and check.reason.startswith("NotImplementedError")
+           for _, check in all_results):
+        print(_wrap("(NotImplementedError: a blank still to be written. A stage passes once "
+                    "every blank it runs is written; its line names the next one)", indent=" "),
               file=sys.stderr)
-        print("(a few 1e-9 is the central difference's own truncation error, about "
-              "eps^2 f'''/6: rerun with --eps 1e-5; it shrinks 100-fold, a wrong gradient does not)",
-              file=sys.stderr)
-        return 1
-    print(f"all {len(results)} stages below {TOLERANCE:g}")
-    return 0
+    return 1
+
+
+def _qualified_name(fn):
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return f"{module}.{name}" if module else name
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """The gradient checker (library and command), tested on itself and on broken gradients."""
 
+import re
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
 
+import fast
 import gradcheck
 import sparse_autoencoder as sae
 from conftest import ROOT
@@ -139,6 +142,31 @@ def test_real_model_passes_every_stage():
         assert max(check.max_abs_error.values()) < 1e-8
 
 
+def test_real_model_passes_every_stage_and_keeps_j_and_the_pairs():
+    params, X = gradcheck.make_problem()
+    for cost_fn in (sae.cost_and_grad, fast.cost_and_grad):
+        for stage, check in gradcheck.run_stages(cost_fn, params, X, gradcheck.AUTOENCODER_STAGES):
+            assert check.cost == pytest.approx(cost_fn(params, X, **stage.settings)[0], rel=1e-12)
+            assert set(check.numerical) == set(check.analytic) == set(sae.PARAM_NAMES)
+            for name in sae.PARAM_NAMES:
+                assert check.numerical[name].shape == params[name].shape
+                np.testing.assert_allclose(check.numerical[name], check.analytic[name], atol=1e-8)
+
+
+def test_numerical_gradient_restores_theta_when_f_raises():
+    theta = np.array([0.1, 1 / 3, 2.5])
+    original = theta.copy()
+
+    def f(t):
+        if t[1] != original[1]:
+            raise RuntimeError("boom")
+        return float(t.sum())
+
+    with pytest.raises(RuntimeError):
+        gradcheck.numerical_gradient(f, theta)
+    assert theta.tobytes() == original.tobytes()
+
+
 def test_a_stage_for_another_model_fits_the_list():
     """Later stages (softmax) bring their own cost: a stage only needs name, settings, check."""
 
@@ -159,8 +187,106 @@ def test_a_stage_for_another_model_fits_the_list():
     results = gradcheck.run_stages(sae.cost_and_grad, params, X, stages)
     assert gradcheck.failing_stages(results) == []
     table = gradcheck.format_table(results)
-    assert "quadratic model" in table and "a=2" in table
+    assert "quadratic model" in table
     assert table.splitlines()[0].split()[-6:] == ["W1", "b1", "W2", "b2", "w", "b"]
+    assert "a=2" in gradcheck.format_settings(stages)
+
+
+# ---------------------------------------------------------------------------
+# A function that raises or returns the wrong thing: one StageError per stage
+# ---------------------------------------------------------------------------
+
+
+def _returning(value):
+    return lambda params, X, **settings: value
+
+
+def _grads_with(change):
+    def cost_fn(params, X, **settings):
+        cost, grads = sae.cost_and_grad(params, X, **settings)
+        return cost, change(grads)
+    return cost_fn
+
+
+def _raising_not_implemented(params, X, **settings):
+    raise NotImplementedError("delta2 (m, n_hidden)")
+
+
+RAISING_LINE = _raising_not_implemented.__code__.co_firstlineno + 1
+
+
+@pytest.mark.parametrize("cost_fn, reason", [
+    (_raising_not_implemented,
+     f"NotImplementedError: delta2 (m, n_hidden) (test_gradcheck.py:{RAISING_LINE})"),
+    (_returning(None), "returned None (a missing return?), expected a tuple (cost, grads)"),
+    (_returning((1.0, {}, 3)), "returned a tuple of 3, expected a tuple (cost, grads)"),
+    (_returning([1.0, {}]), "returned list, expected a tuple (cost, grads)"),
+    (_returning(("1.0", {})), "returned cost of type str, expected a finite number"),
+    (_returning((float("nan"), {})), "returned cost nan, expected a finite number"),
+    (_returning((1.0, [1, 2])), "returned grads of type list, expected a dict with keys W1, b1, W2, b2"),
+    (_grads_with(lambda g: {k: g[k] for k in ("W1", "b1", "W2")}),
+     "returned grads with keys W1, b1, W2, expected W1, b1, W2, b2"),
+    (_grads_with(lambda g: {**g, "W1": g["W1"].T}),
+     "returned grads['W1'] of shape (8, 5), not W1's shape (5, 8)"),
+    (_grads_with(lambda g: {**g, "b2": g["b2"] * np.nan}),
+     "returned grads['b2'] with NaN or infinite values"),
+    (_grads_with(lambda g: {**g, "b1": g["b1"].astype(str)}),
+     "returned grads['b1'] of dtype <U32, expected real numbers"),
+])
+def test_a_broken_function_gets_one_line_per_stage(cost_fn, reason):
+    params, X = gradcheck.make_problem()
+    results = gradcheck.run_stages(cost_fn, params, X, gradcheck.AUTOENCODER_STAGES)
+    assert [check.reason for _, check in results] == [reason] * len(gradcheck.AUTOENCODER_STAGES)
+    assert gradcheck.failing_stages(results) == [s.name for s in gradcheck.AUTOENCODER_STAGES]
+    table = gradcheck.format_table(results).splitlines()      # no numbers: no column heads
+    assert len(table) == len(gradcheck.AUTOENCODER_STAGES)
+    for stage, line in zip(gradcheck.AUTOENCODER_STAGES, table):
+        assert re.fullmatch(rf"{re.escape(stage.name)} +FAILED: {re.escape(reason)}", line)
+
+
+def test_a_cost_that_turns_nan_away_from_the_parameters_is_one_line():
+    def nan_when_moved(params, X, **settings):
+        cost, grads = sae.cost_and_grad(params, X, **settings)
+        return (cost if params["W1"][0, 0] == start else float("nan")), grads
+
+    params, X = gradcheck.make_problem()
+    start = params["W1"][0, 0]
+    (_, check), = gradcheck.run_stages(nan_when_moved, params, X, gradcheck.STAGES[:1])
+    assert check.reason == "returned cost nan at a perturbed theta, expected a finite number"
+
+
+def test_numpy_floating_point_errors_name_their_line():
+    def log_of_zero(params, X, **settings):
+        return float(np.log(np.zeros(1))[0]), {}
+
+    params, X = gradcheck.make_problem()
+    (_, check), = gradcheck.run_stages(log_of_zero, params, X, gradcheck.STAGES[:1])
+    line = log_of_zero.__code__.co_firstlineno + 1
+    assert check.reason == (f"FloatingPointError: divide by zero encountered in log "
+                            f"(test_gradcheck.py:{line})")
+
+
+def test_a_long_reason_is_cut_to_the_line_width_keeping_the_place():
+    def long_message(params, X, **settings):
+        raise ValueError("x" * 300)
+
+    params, X = gradcheck.make_problem()
+    results = gradcheck.run_stages(long_message, params, X, gradcheck.STAGES[:1])
+    (line,) = gradcheck.format_table(results).splitlines()
+    assert len(line) == gradcheck.LINE_WIDTH
+    assert re.search(r"ValueError: x+\.\.\. \(test_gradcheck\.py:\d+\)$", line)
+
+
+def test_near_threshold_stages():
+    class Result:
+        def __init__(self, diff):
+            self.relative_difference = diff
+
+    stages = [gradcheck.Stage(name) for name in "abcde"]
+    diffs = [5e-10, 1e-9, 9.9e-9, 1e-8, 1e-1]
+    results = [(stage, Result(d)) for stage, d in zip(stages, diffs)]
+    assert gradcheck.failing_stages(results) == ["b", "c", "d", "e"]
+    assert gradcheck.near_threshold_stages(results) == ["b", "c"]
 
 
 # ---------------------------------------------------------------------------
@@ -168,14 +294,56 @@ def test_a_stage_for_another_model_fits_the_list():
 # ---------------------------------------------------------------------------
 
 
-def test_main_exits_0_on_the_real_model(capsys):
+def _sections(out):
+    """The tables of the command's output: {section label: {stage name: row}}."""
+    sections, label, rows = {}, None, None
+    lines = out.splitlines()
+    for previous, line in zip([""] + lines, lines):
+        if line.startswith("stage  "):
+            label, rows = previous, {}
+            if previous.startswith("  "):                     # a section's own settings line
+                label = lines[lines.index(previous) - 1]
+            sections[label] = rows
+        elif not line:
+            rows = None
+        elif rows is not None and not line.startswith("    "):
+            name = next(s.name for s in gradcheck.STAGES if line.startswith(s.name + "  "))
+            rows[name] = line
+    return sections
+
+
+AE_NAMES = [s.name for s in gradcheck.AUTOENCODER_STAGES]
+READABLE = "sparse_autoencoder.cost_and_grad (readable)"
+TUNED = "fast.cost_and_grad (tuned)"
+SOFTMAX = "softmax.softmax_cost_and_grad (the classifier of self_taught.py)"
+
+
+def test_main_checks_readable_and_tuned_then_softmax(capsys):
     assert gradcheck.main([]) == 0
     out = capsys.readouterr().out
     assert "2.1452e-12" in out
-    for stage in gradcheck.STAGES:
-        row = next(line for line in out.splitlines() if line.startswith(stage.name + "  "))
-        assert row.rstrip().endswith("ok")
-    assert f"all {len(gradcheck.STAGES)} stages below 1e-09" in out
+    sections = _sections(out)
+    assert list(sections) == [READABLE, TUNED, SOFTMAX]
+    assert list(sections[READABLE]) == list(sections[TUNED]) == AE_NAMES
+    assert list(sections[SOFTMAX]) == ["softmax regression"]
+    for rows in sections.values():
+        for row in rows.values():
+            assert row.endswith("  ok")
+    header = next(line for line in out.splitlines() if line.startswith("stage"))
+    assert header.split() == ["stage", "J", "rel.", "diff", "W1", "b1", "W2", "b2"]
+    # The same J from both, printed on each row.
+    for name in AE_NAMES:
+        assert sections[READABLE][name].split()[-7] == sections[TUNED][name].split()[-7]
+    assert f"all {2 * len(AE_NAMES) + 1} stages below 1e-09" in out
+
+
+def test_default_output_fits_in_100_columns():
+    result = subprocess.run([sys.executable, "gradcheck.py"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) > 30
+    assert max(len(line) for line in lines) <= 100
 
 
 def _without_weight_decay_on_W1(params, X, **settings):
@@ -192,6 +360,15 @@ def _with_a_tiny_error_in_b2(params, X, **settings):
     return cost, grads
 
 
+def _off_by_a_hair(params, X, **settings):
+    """Every gradient 6e-9 too large: rel. diff about 3e-9, within 10x of the bar."""
+    cost, grads = sae.cost_and_grad(params, X, **settings)
+    return cost, {name: grad * (1 + 6e-9) for name, grad in grads.items()}
+
+
+TRUNCATION_NOTE = "truncation error"
+
+
 @pytest.mark.parametrize("broken, expected_failures", [
     (_without_weight_decay_on_W1,
      [s.name for s in gradcheck.AUTOENCODER_STAGES if s.settings["lam"] > 0]),
@@ -202,11 +379,51 @@ def test_main_exits_1_naming_the_failing_stages(capsys, broken, expected_failure
     assert 0 < len(expected_failures)
     assert gradcheck.main(["--seed", "3", "--eps", eps], cost_fn=broken) == 1
     captured = capsys.readouterr()
-    failed_line = next(line for line in captured.err.splitlines() if line.startswith("FAILED"))
-    assert failed_line.split(" for: ", 1)[1] == ", ".join(expected_failures)
-    for stage in gradcheck.STAGES:
-        row = next(line for line in captured.out.splitlines() if line.startswith(stage.name + "  "))
-        assert row.rstrip().endswith("FAIL" if stage.name in expected_failures else "ok")
+    label = f"{broken.__module__}.{broken.__name__}"
+    (section, rows), = _sections(captured.out).items()      # cost_fn given: no softmax section
+    assert section == label
+    for name, row in rows.items():
+        status = row.split()[-1]
+        assert status == ("FAIL" if name in expected_failures else "ok")
+        assert float(row.split()[-6]) >= 1e-8 or status == "ok"    # the rel. diff is shown
+    err = " ".join(captured.err.split())
+    which = ("all 6 stages" if len(expected_failures) == 6 else ", ".join(expected_failures))
+    assert f"FAILED {label}: {which}" in err
+    assert TRUNCATION_NOTE not in err                       # wrong by far more than 10x
+
+
+def test_a_failure_near_the_threshold_gets_the_truncation_note(capsys):
+    assert gradcheck.main(["--seed", "3"], cost_fn=_off_by_a_hair) == 1
+    captured = capsys.readouterr()
+    (rows,) = _sections(captured.out).values()
+    diffs = [float(row.split()[-6]) for row in rows.values()]
+    assert all(1e-9 <= d < 1e-8 for d in diffs)
+    err = " ".join(captured.err.split())
+    assert TRUNCATION_NOTE in err and "--eps 1e-5" in err
+    assert "in: " + ", ".join(AE_NAMES) in err
+    assert max(len(line) for line in captured.err.splitlines()) <= 100
+
+
+def test_show_prints_numerical_and_analytic_pairs(capsys):
+    assert gradcheck.main(["--show", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    pair = re.compile(r" {4}(\w+)\[([\d, ]+)\] +(\S+) +(\S+)$")
+    pairs = [pair.match(line) for line in lines if pair.match(line)]
+    # 3 pairs of each of 4 blocks for 12 autoencoder stages, 3 of each of W, b for softmax.
+    assert len(pairs) == 3 * 4 * 12 + 3 * 2
+    first_stage = [m.group(1, 2) for m in pairs[:12]]
+    assert first_stage == [(block, index) for block, indices in [
+        ("W1", ["0, 0", "0, 1", "0, 2"]), ("b1", ["0", "1", "2"]),
+        ("W2", ["0, 0", "0, 1", "0, 2"]), ("b2", ["0", "1", "2"])] for index in indices]
+    for m in pairs:
+        assert float(m.group(3)) == pytest.approx(float(m.group(4)), rel=1e-6, abs=1e-9)
+    # The pairs are the checked ones: the first is dJ/dW1[0, 0] of "reconstruction only".
+    params, X = gradcheck.make_problem()
+    _, grads = sae.cost_and_grad(params, X, **gradcheck.AUTOENCODER_STAGES[0].settings)
+    assert float(pairs[0].group(4)) == pytest.approx(grads["W1"][0, 0], rel=1e-11)
+    headers = [line for line in lines if line.split() == ["numerical", "analytic"]]
+    assert len(headers) == 13
 
 
 def test_command_line_run_exits_0():
@@ -220,7 +437,7 @@ def test_help_explains_every_option():
     result = subprocess.run([sys.executable, "gradcheck.py", "--help"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    for option in ("--visible", "--hidden", "--examples", "--seed", "--eps"):
+    for option in ("--cost", "--show", "--visible", "--hidden", "--examples", "--seed", "--eps"):
         assert option in result.stdout
     assert "1e-09" in result.stdout
 
@@ -232,9 +449,94 @@ def test_help_explains_every_option():
     (["--seed", "-1"], "--seed"),
     (["--eps", "0"], "--eps"),
     (["--eps", "inf"], "--eps"),
+    (["--show", "-1"], "--show"),
 ])
 def test_bad_options_are_rejected_by_name(capsys, argv, option):
     with pytest.raises(SystemExit) as excinfo:
         gradcheck.main(argv)
     assert excinfo.value.code == 2
     assert f"argument {option}:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# --cost
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["fast:cost_and_grad", "sparse_autoencoder.py:cost_and_grad"])
+def test_cost_checks_the_named_function_alone(capsys, spec):
+    assert gradcheck.main(["--cost", spec]) == 0
+    sections = _sections(capsys.readouterr().out)
+    assert list(sections) == [spec]
+    assert list(sections[spec]) == AE_NAMES
+
+
+def test_cost_from_a_file_elsewhere(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(textwrap.dedent("""\
+        import sparse_autoencoder
+
+        def twice_b1(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4, decoder="sigmoid"):
+            cost, grads = sparse_autoencoder.cost_and_grad(
+                params, X, penalty=penalty, rho=rho, beta=beta, lam=lam, decoder=decoder)
+            grads["b1"] = 2 * grads["b1"]
+            return cost, grads
+        """))
+    result = subprocess.run([sys.executable, str(ROOT / "gradcheck.py"), "--cost", f"{path}:twice_b1"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    rows = _sections(result.stdout)[f"{path}:twice_b1"]
+    assert [row.split()[-1] for row in rows.values()] == ["FAIL"] * 6
+    assert f"FAILED {path}:twice_b1: all 6 stages" in " ".join(result.stderr.split())
+
+
+BAD_COST_FILES = {
+    "broken.py": "import numpy as np\nx = undefined_name + 1\n",
+    "syntax.py": "def cost_and_grad(params, X:\n    pass\n",
+    "notfn.py": "cost_and_grad = 3\n",
+    "narrow.py": "def cost_and_grad(params, X):\n    return 0.0, {}\n",
+    "exits.py": "import sys\nsys.exit('bye')\n",
+}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("exercise.py", "expected FILE.py:FUNCTION or module:FUNCTION, e.g. exercise.py:cost_and_grad, "
+                    "got 'exercise.py'"),
+    (":cost_and_grad", "expected FILE.py:FUNCTION or module:FUNCTION"),
+    ("exercise.py:", "expected FILE.py:FUNCTION or module:FUNCTION"),
+    ("missing.py:cost_and_grad", "no such file: 'missing.py'"),
+    ("no_such_module:cost_and_grad", "no module named 'no_such_module' "
+                                     "(for a file, give its path: no_such_module.py)"),
+    ("sparse_autoencoder.py:no_such_function",
+     "sparse_autoencoder.py has no function 'no_such_function'"),
+    ("sparse_autoencoder:PARAM_NAMES", "sparse_autoencoder:PARAM_NAMES is a tuple, not a function"),
+    ("{tmp}/notfn.py:cost_and_grad", "{tmp}/notfn.py:cost_and_grad is a int, not a function"),
+    ("{tmp}/broken.py:cost_and_grad", "importing {tmp}/broken.py failed: NameError: name "
+                                      "'undefined_name' is not defined (broken.py:2)"),
+    ("{tmp}/syntax.py:cost_and_grad", "importing {tmp}/syntax.py failed: SyntaxError: "),
+    ("{tmp}/exits.py:cost_and_grad", "importing {tmp}/exits.py failed: SystemExit: bye (exits.py:2)"),
+    ("{tmp}/narrow.py:cost_and_grad", "{tmp}/narrow.py:cost_and_grad does not take cost_and_grad's "
+                                      "arguments (params, X, *, penalty, rho, beta, lam, decoder): "),
+])
+def test_bad_cost_is_refused_in_one_line(tmp_path, capsys, monkeypatch, spec, message):
+    monkeypatch.chdir(ROOT)
+    for name, text in BAD_COST_FILES.items():
+        (tmp_path / name).write_text(text)
+    spec, message = spec.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    with pytest.raises(SystemExit) as excinfo:
+        gradcheck.main(["--cost", spec])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert re.match(r"\S+: error: argument --cost: " + re.escape(message), errors[0]), errors[0]
+
+
+def test_bad_cost_on_the_command_line_exits_2_with_one_line():
+    result = subprocess.run([sys.executable, "gradcheck.py", "--cost", "fast.py:nope"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        "gradcheck.py: error: argument --cost: fast.py has no function 'nope'")
+    assert "Traceback" not in result.stderr
