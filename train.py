@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import json
 import math
 import numbers
 import os
@@ -45,7 +44,6 @@ import signal
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +51,6 @@ import numpy as np
 import fast
 import sparse_autoencoder as sae
 import validation
-from atomic import atomic_write
 
 COST_KEYS = ("penalty", "rho", "beta", "lam", "decoder")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -615,116 +612,9 @@ def _adam_update(params, grads, first_moment, second_moment, t, lr, beta1, beta2
 # Saving and loading models
 # ---------------------------------------------------------------------------
 
-FORMAT_VERSION = 1
-_EXTRA_PREFIX = "extra_"
-
-
-def save_model(path, params, hyperparameters, *, history=None, extra=None):
-    """Write one .npz file atomically (temporary file, then ``os.replace``).
-
-    Contents: ``format_version``; the params W1, b1, W2, b2 (exact bits);
-    ``hyperparameters`` and ``history`` as JSON text (dicts of JSON types:
-    str, int, float, bool, None, lists; floats round-trip exactly); every
-    array of the dict ``extra`` (e.g. a ZCA whitening matrix and mean) under
-    its name. Returns the path.
-    """
-    path = _check_path(path)
-    params = sae.check_params(params)
-    if not isinstance(hyperparameters, dict):
-        raise TypeError(f"hyperparameters: expected a dict, got {type(hyperparameters).__name__}")
-    extra = {} if extra is None else extra
-    if not isinstance(extra, dict) or not all(isinstance(k, str) and k.isidentifier() for k in extra):
-        raise TypeError("extra: expected a dict mapping identifier names to arrays")
-    arrays = {
-        "format_version": np.array(FORMAT_VERSION),
-        "hyperparameters": np.array(_to_json("hyperparameters", hyperparameters)),
-        "history": np.array(_to_json("history", history)),
-    }
-    arrays.update({name: params[name] for name in sae.PARAM_NAMES})
-    for name, value in extra.items():
-        value = np.asarray(value)
-        if value.dtype == object:
-            raise TypeError(f"extra['{name}']: expected a numeric or string array, got dtype object")
-        arrays[_EXTRA_PREFIX + name] = value
-    with atomic_write(path) as handle:
-        np.savez(handle, **arrays)
-    return Path(path)
-
-
-def load_model(path):
-    """Read a file written by ``save_model``: returns (params, hyperparameters, history, extra).
-
-    Raises FileNotFoundError if there is no file, and ValueError naming the
-    file when it is not a model of ours: not an .npz, truncated, another
-    format version, missing keys, or params whose shapes disagree with each
-    other or with the saved n_visible / n_hidden.
-    """
-    path = _check_path(path)
-    if path.is_dir():
-        raise ValueError(f"model file {path}: is a folder, expected a .npz file saved by save_model")
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path}: no such file")
-    try:
-        with open(path, "rb") as handle:
-            start = handle.read(6)
-            if not start.startswith((b"PK\x03\x04", b"PK\x05\x06")):     # the zip signatures
-                raise ValueError("it holds a single .npy array, not an .npz archive"
-                                 if start.startswith(b"\x93NUMPY") else "the file is empty"
-                                 if not start else "it is not a zip archive, as .npz files are")
-            handle.seek(0)
-            with np.load(handle, allow_pickle=False) as data:
-                contents = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f"model file {path}: not a readable .npz model file ({exc})") from exc
-    if "format_version" not in contents:
-        raise ValueError(f"model file {path}: no format_version, so not a model saved by save_model")
-    version = contents["format_version"]
-    if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
-        raise ValueError(f"model file {path}: format version {version.tolist()!r}, "
-                         f"expected {FORMAT_VERSION}")
-    missing = [key for key in (*sae.PARAM_NAMES, "hyperparameters", "history") if key not in contents]
-    if missing:
-        raise ValueError(f"model file {path}: missing {', '.join(missing)}")
-    hyperparameters = _from_json(path, "hyperparameters", contents["hyperparameters"])
-    history = _from_json(path, "history", contents["history"])
-    if not isinstance(hyperparameters, dict):
-        raise ValueError(f"model file {path}: hyperparameters is not a dict")
-    params = {name: contents[name] for name in sae.PARAM_NAMES}
-    try:
-        sae.check_params(params)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"model file {path}: {exc}") from exc
-    n_hidden, n_visible = params["W1"].shape
-    for name, actual in (("n_visible", n_visible), ("n_hidden", n_hidden)):
-        if name in hyperparameters and hyperparameters[name] != actual:
-            raise ValueError(f"model file {path}: hyperparameters say {name}={hyperparameters[name]}, "
-                             f"but W1 has shape {params['W1'].shape}")
-    extra = {key[len(_EXTRA_PREFIX):]: value for key, value in contents.items()
-             if key.startswith(_EXTRA_PREFIX)}
-    return params, hyperparameters, history, extra
-
-
-def _check_path(path):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a file path (str or pathlib.Path), got {path!r}")
-    return Path(path)
-
-
-def _to_json(name, value):
-    try:
-        return json.dumps(value, allow_nan=True)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: expected JSON-compatible values (str, int, float, bool, None, "
-                        f"lists, dicts), {exc}") from exc
-
-
-def _from_json(path, name, array):
-    if array.shape != () or array.dtype.kind != "U":
-        raise ValueError(f"model file {path}: {name} is not JSON text")
-    try:
-        return json.loads(str(array))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"model file {path}: {name} is not valid JSON ({exc})") from exc
+# The file format, its checks and its guarantees live in model_file.py; these
+# names stay importable from here.
+from model_file import FORMAT_VERSION, load_model, save_model  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------
@@ -828,13 +718,21 @@ class SparseAutoencoder:
         extra: arrays to save besides ``extra_`` (e.g. a whitening matrix);
         info: a JSON-compatible dict (data description, tile shape, ...)
         saved under hyperparameters["info"], read back as ``info_``.
+        Refuses, before writing, anything ``load`` would refuse (see model_file.py).
         """
-        extra = {**self.extra_, **(extra or {})}
+        params = self._fitted_params()
+        for name, value in (("extra", extra), ("info", info), ("extra_", self.extra_),
+                            ("info_", self.info_)):
+            if value is not None and not isinstance(value, dict):
+                raise TypeError(f"{name}: expected a dict, got {type(value).__name__}")
+        extra = {**(self.extra_ or {}), **(extra or {})}
         hyperparameters = self.hyperparameters()
-        info = {**self.info_, **(info or {})}
+        settings = {key: value for key, value in hyperparameters.items() if key != "n_visible"}
+        type(self)(**settings)           # what load would refuse (attributes changed after fit)
+        info = {**(self.info_ or {}), **(info or {})}
         if info:
             hyperparameters["info"] = info
-        return save_model(path, self._fitted_params(), hyperparameters,
+        return save_model(path, params, hyperparameters,
                           history=self.history_, extra=extra)
 
     @classmethod

@@ -68,6 +68,32 @@ def fitted():
     return train.SparseAutoencoder(3, rho=0.1, max_iter=2).fit(X, progress=False)
 
 
+def _refit(**attributes):
+    """A fitted model whose attributes were changed afterwards."""
+    model = fitted()
+    for name, value in attributes.items():
+        setattr(model, name, value)
+    return model
+
+
+def _save(c, hyperparameters=None, **kwargs):
+    return train.save_model(c.tmp_path / "m.npz", P, {} if hyperparameters is None else hyperparameters,
+                            **kwargs)
+
+
+def _nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _cycle():
+    value = []
+    value.append(value)
+    return value
+
+
 Bad = collections.namedtuple("Bad", "entry case call error name shows")
 
 
@@ -188,6 +214,44 @@ CATALOGUE = [
     bad("save_model", "params with NaN", lambda c: train.save_model(c.tmp_path / "m.npz", replace(P, "W1", P["W1"] * np.nan), {}),
         ValueError, "params['W1']"),
     bad("load_model", "path 3", lambda c: train.load_model(3), TypeError, "path", "3"),
+    # save refuses, before writing, what load would refuse (issue 12, class 1)
+    bad("save_model", "extra of objects", lambda c: _save(c, extra={"z": np.array([{}], dtype=object)}),
+        TypeError, "extra['z']", "object"),
+    bad("save_model", "extra structured", lambda c: _save(c, extra={"s": np.zeros(2, dtype=[("a", "f8")])}),
+        TypeError, "extra['s']", "('a', '<f8')"),
+    bad("save_model", "extra ragged", lambda c: _save(c, extra={"r": [[1.0], [1.0, 2.0]]}),
+        TypeError, "extra['r']", "ragged"),
+    bad("save_model", "extra of dates", lambda c: _save(c, extra={"d": np.array(["2020-01-01"], dtype="M8[D]")}),
+        TypeError, "extra['d']", "datetime64"),
+    bad("save_model", "extra void", lambda c: _save(c, extra={"v": np.zeros(2, dtype="V3")}), TypeError, "extra['v']"),
+    bad("save_model", "extra masked", lambda c: _save(c, extra={"m": np.ma.masked_array([1.0, 2.0], mask=[0, 1])}),
+        ValueError, "extra['m']", "1 masked"),
+    bad("save_model", "extra a list", lambda c: _save(c, extra=[np.zeros(2)]), TypeError, "extra", "list"),
+    bad("save_model", "extra name 'a b'", lambda c: _save(c, extra={"a b": np.zeros(2)}), TypeError, "extra", "'a b'"),
+    bad("save_model", "n_hidden contradicts W1", lambda c: _save(c, {"n_hidden": 5}),
+        ValueError, "hyperparameters", "n_hidden=5"),
+    bad("save_model", "n_visible 4.0", lambda c: _save(c, {"n_visible": 4.0}),
+        ValueError, "hyperparameters", "n_visible=4.0"),
+    bad("save_model", "dtype contradicts the params", lambda c: _save(c, {"dtype": "float32"}),
+        ValueError, "hyperparameters", "'float32'"),
+    bad("save_model", "info a list", lambda c: _save(c, {"info": [1, 2]}), ValueError, "hyperparameters", "info"),
+    bad("save_model", "an int key", lambda c: _save(c, {1: 2}), TypeError, "hyperparameters", "key 1"),
+    bad("save_model", "a tuple", lambda c: _save(c, {"shape": (28, 28)}), TypeError, "hyperparameters", "tuple"),
+    bad("save_model", "a numpy int", lambda c: _save(c, {"n": np.int64(3)}), TypeError, "hyperparameters", "int64"),
+    bad("save_model", "nested 1000 deep", lambda c: _save(c, {"a": _nested(1000)}),
+        ValueError, "hyperparameters", "nested more than"),
+    bad("save_model", "a cycle", lambda c: _save(c, {"a": _cycle()}), ValueError, "hyperparameters", "nested"),
+    bad("save_model", "an int of 5000 digits", lambda c: _save(c, {"n": 10 ** 5000}), ValueError, "hyperparameters"),
+    bad("save_model", "history a set", lambda c: _save(c, history={1}), TypeError, "history", "set"),
+    bad("save_model", "path ''", lambda c: train.save_model("", P, {}), ValueError, "path", "''"),
+    bad("SparseAutoencoder.save", "info a list", lambda c: fitted().save(c.tmp_path / "m.npz", info=[1]),
+        TypeError, "info", "list"),
+    bad("SparseAutoencoder.save", "extra a list", lambda c: fitted().save(c.tmp_path / "m.npz", extra=[1]),
+        TypeError, "extra", "list"),
+    bad("SparseAutoencoder.save", "rho changed to 5 after fit", lambda c: _refit(rho=5.0).save(c.tmp_path / "m.npz"),
+        ValueError, "rho", "5.0"),
+    bad("SparseAutoencoder.save", "info_ a string", lambda c: _refit(info_="x").save(c.tmp_path / "m.npz"),
+        TypeError, "info_", "str"),
     # --- MNIST -------------------------------------------------------------------------------
     bad("load_mnist", "dtype 'float65'", lambda c: mnist.load_mnist(c.mnist_dir, dtype="float65"),
         TypeError, "dtype", "'float65'"),
@@ -331,7 +395,56 @@ BAD_FILES = {
         t / "x.npz", {**a, "hyperparameters": np.array('{"n_visible": 4, "n_hidden": 5}')}),
     "a folder": lambda t, a, good: (t / "folder.npz").mkdir() or t / "folder.npz",
     "half of a good file": lambda t, a, good: _write_bytes(t / "x.npz", good.read_bytes()[: good.stat().st_size // 2]),
+    # issue 12: headers that lie, members that are not arrays, JSON too deep, contradictions
+    "W1 header claims 10**12 values": lambda t, a, good: _write_members(
+        t / "x.npz", a, W1=_npy_header("<f8", (10**6, 10**6)) + a["W1"].tobytes()),
+    "W1 header dims overflow 64 bits": lambda t, a, good: _write_members(
+        t / "x.npz", a, W1=_npy_header("<f8", (2**40, 2**40)) + a["W1"].tobytes()),
+    "W1 header negative shape": lambda t, a, good: _write_members(
+        t / "x.npz", a, W1=_npy_header("<f8", (-3, -4)) + a["W1"].tobytes()),
+    "hyperparameters header claims 400 MB of text": lambda t, a, good: _write_members(
+        t / "x.npz", a, hyperparameters=_npy_header("<U100000000", ()) + "{}".encode("utf-32-le")),
+    "W1 not a .npy": lambda t, a, good: _write_members(t / "x.npz", a, W1=b"hello, not an array"),
+    "W1 header not a dict": lambda t, a, good: _write_members(t / "x.npz", a, W1=_npy_header(None, None, text="[1, 2]")),
+    "history pickled": lambda t, a, good: _write_npz(t / "x.npz", {**a, "history": np.array([None], dtype=object)}),
+    "hyperparameters nested 100000 deep": lambda t, a, good: _write_npz(
+        t / "x.npz", {**a, "hyperparameters": np.array("[" * 100_000 + "]" * 100_000)}),
+    "hyperparameters with a 5000-digit int": lambda t, a, good: _write_npz(
+        t / "x.npz", {**a, "hyperparameters": np.array('{"n": ' + "1" * 5000 + "}")}),
+    "info a list": lambda t, a, good: _write_npz(t / "x.npz", {**a, "hyperparameters": np.array('{"info": [1]}')}),
+    "n_hidden 3.0": lambda t, a, good: _write_npz(t / "x.npz", {**a, "hyperparameters": np.array('{"n_hidden": 3.0}')}),
+    "dtype contradicts W1": lambda t, a, good: _write_npz(
+        t / "x.npz", {**a, "hyperparameters": np.array('{"dtype": "float32"}')}),
+    "format version 1.0": lambda t, a, good: _write_npz(t / "x.npz", {**a, "format_version": np.array(1.0)}),
+    "extra of objects": lambda t, a, good: _write_npz(t / "x.npz", {**a, "extra_z": np.array([{}], dtype=object)}),
+    "extra structured": lambda t, a, good: _write_npz(t / "x.npz", {**a, "extra_s": np.zeros(2, dtype=[("a", "f8")])}),
+    "W1 big-endian": lambda t, a, good: _write_npz(t / "x.npz", {**a, "W1": a["W1"].astype(">f8")}),
 }
+
+
+def _npy_header(descr, shape, text=None):
+    """The bytes of a version 1.0 .npy header (numpy's layout), saying whatever we like."""
+    if text is None:
+        text = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (descr, shape)
+    text += " " * ((64 - (10 + len(text) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
+
+
+def _write_members(path, arrays, **raw):
+    """An .npz of ``arrays`` in which the members named in ``raw`` hold those bytes instead."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, value in arrays.items():
+            if key not in raw:
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, value)
+                raw_bytes = buffer.getvalue()
+            else:
+                raw_bytes = raw[key]
+            archive.writestr(key + ".npy", raw_bytes)
+    return path
 
 
 def _flip_byte(good, path):
@@ -358,6 +471,92 @@ def test_a_model_file_with_impossible_hyperparameters_is_refused(tmp_path):
     with pytest.raises(ValueError) as info:
         train.SparseAutoencoder.load(path)
     assert_one_sentence_naming(str(info.value), f"model file {path}", "rho")
+
+
+SAVE_CASES = [c for c in CATALOGUE if c.entry in ("save_model", "SparseAutoencoder.save")]
+
+
+@pytest.mark.parametrize("case", SAVE_CASES, ids=[c.case for c in SAVE_CASES])
+def test_a_refused_save_writes_nothing_and_keeps_the_old_file(case, ctx):
+    old = train.save_model(ctx.tmp_path / "m.npz", P, {})
+    before = old.read_bytes()
+    with pytest.raises(case.error):
+        case.call(ctx)
+    assert old.read_bytes() == before
+    assert sorted(p.name for p in ctx.tmp_path.iterdir()) == ["m.npz", "mnist", "notes.txt"]
+
+
+# Round trip: whatever save accepts, load returns equal, and it saves again.
+_json_scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.text(max_size=8)
+                 | st.floats(allow_nan=True, allow_infinity=True))
+_json_values = st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=3)
+                            | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=12)
+
+
+@st.composite
+def _models(draw):
+    from hypothesis.extra import numpy as hnp
+
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    n_visible, n_hidden = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    params = sae.init_params(n_visible, n_hidden, rng=draw(st.integers(0, 2**32 - 1)), dtype=dtype)
+    if draw(st.booleans()):
+        params["W1"] = np.asfortranarray(params["W1"])
+    hyperparameters = draw(st.dictionaries(st.text(max_size=6), _json_values, max_size=4))
+    hyperparameters.pop("info", None)
+    for key in ("n_visible", "n_hidden", "dtype"):
+        hyperparameters.pop(key, None)
+    if draw(st.booleans()):
+        hyperparameters.update(n_visible=n_visible, n_hidden=n_hidden, dtype=np.dtype(dtype).name,
+                               info=draw(st.dictionaries(st.text(max_size=5), _json_values, max_size=3)))
+    history = draw(_json_values)
+    extra_dtypes = (hnp.boolean_dtypes() | hnp.integer_dtypes() | hnp.unsigned_integer_dtypes()
+                    | hnp.floating_dtypes() | hnp.complex_number_dtypes()
+                    | hnp.unicode_string_dtypes(min_len=1, max_len=4) | hnp.byte_string_dtypes(min_len=1, max_len=4))
+    names = draw(st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True), max_size=3, unique=True))
+    extra = {name: draw(hnp.arrays(extra_dtypes, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3)))
+             for name in names}
+    return params, hyperparameters, history, extra
+
+
+def _assert_same_model(loaded, params, hyperparameters, history, extra):
+    lparams, lhyper, lhistory, lextra = loaded
+    for name in sae.PARAM_NAMES:
+        assert lparams[name].dtype == params[name].dtype and lparams[name].shape == params[name].shape
+        assert lparams[name].tobytes() == np.ascontiguousarray(params[name]).tobytes()
+    # json.dumps tells NaN, -0.0 and 0.0 apart and compares dict key order too.
+    assert json.dumps(lhyper) == json.dumps(hyperparameters)
+    assert json.dumps(lhistory) == json.dumps(history)
+    assert sorted(lextra) == sorted(extra)
+    for name, value in extra.items():
+        value = np.asarray(value)
+        assert lextra[name].dtype == value.dtype and lextra[name].shape == value.shape
+        assert lextra[name].tobytes() == np.ascontiguousarray(value).tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=_models())
+def test_what_save_model_accepts_loads_back_equal_and_saves_again(model, tmp_path_factory):
+    params, hyperparameters, history, extra = model
+    folder = tmp_path_factory.mktemp("roundtrip")
+    path = train.save_model(folder / "m.npz", params, hyperparameters, history=history, extra=extra)
+    loaded = train.load_model(path)
+    _assert_same_model(loaded, params, hyperparameters, history, extra)
+    again = train.save_model(folder / "again.npz", loaded[0], loaded[1], history=loaded[2], extra=loaded[3])
+    _assert_same_model(train.load_model(again), params, hyperparameters, history, extra)
+
+
+def test_a_loaded_estimator_saves_again_equal(tmp_path):
+    model = fitted()
+    model.save(tmp_path / "a.npz", extra={"mean": np.arange(4.0)}, info={"tile_shape": [2, 2]})
+    loaded = train.SparseAutoencoder.load(tmp_path / "a.npz")
+    loaded.save(tmp_path / "b.npz")
+    again = train.SparseAutoencoder.load(tmp_path / "b.npz")
+    assert again.hyperparameters() == model.hyperparameters() and again.info_ == {"tile_shape": [2, 2]}
+    assert again.history_ == model.history_
+    np.testing.assert_array_equal(again.extra_["mean"], np.arange(4.0))
+    for name in sae.PARAM_NAMES:
+        np.testing.assert_array_equal(again.params_[name], model.params_[name])
 
 
 # The scripts: bad options are argparse errors (exit 2), bad data one line (exit 1).
