@@ -7,7 +7,7 @@ Library:
     AUTOENCODER_STAGES, Stage                UFLDL's staged check of a cost_and_grad
     STAGES                                   those, then SoftmaxStage (softmax.py)
     run_stages(cost_fn, ...)                 run a list of stages; an error is one StageError
-    failing_stages, format_table, format_settings   the verdict and the printed table
+    failing_stages, format_table, format_settings, format_verdict   the printed report
     load_cost_function("FILE.py:NAME")       the function that --cost names
 
 Command:
@@ -622,34 +622,19 @@ def main(argv=None, cost_fn=None, stages=STAGES) -> int:
                     if own_functions else [])
 
     failed = []                  # (section label, failing stage names, number of stages)
-    numerical, diff = check_the_checker(args.eps)
-    print("checking the checker: h(x) = x1^2 + 3 x1 x2 at x = (4, 10), exact gradient (38, 12)")
-    print(f"  numerical ({numerical[0]:.10g}, {numerical[1]:.10g}), relative difference "
-          f"{diff:.4e} (UFLDL, eps 1e-4: about 2.1452e-12)")
-    if not diff < TOLERANCE:
+    if not _print_checker(args.eps) < TOLERANCE:
         failed.append(("the checker itself", ["h(x) = x1^2 + 3 x1 x2"], 1))
-
     params, X = make_problem(args.visible, args.hidden, args.examples, args.seed)
-    rho_hat = sae.encode(params, X).mean(axis=0)                 # (n_hidden,)
-    print()
-    print(_wrap(f"the net: {args.visible} visible, {args.hidden} hidden, {args.examples} "
-                f"examples (seed {args.seed}), float64, eps {args.eps:g}; "
-                f"rho_hat in [{rho_hat.min():.2f}, {rho_hat.max():.2f}]"))
-    if autoencoder_stages:
-        print("the stages (one term at a time: the first failing row names the wrong term):")
-        print(format_settings(autoencoder_stages))
-    print(_wrap(f"J: the cost at the net's parameters. rel. diff: ||num - grad|| / ||num + grad|| "
-                f"over all parameters, ok below {TOLERANCE:g}. The blocks (W1 .. b2): the "
-                f"largest |num - grad| in each.", indent=""))
+    _print_problem(args, params, X, autoencoder_stages)
 
-    all_results = []
     sections = [(function.label, function.fn, autoencoder_stages) for function in functions
                 if autoencoder_stages]
     sections += [(getattr(stage, "title", stage.name), None, [stage]) for stage in other_stages]
+    all_results = []
     for label, fn, section_stages in sections:
         print()
         print(_fit(label))
-        if fn is None:
+        if fn is None:                        # a stage with its own cost: its settings here
             print(format_settings(section_stages))
         results = run_stages(fn, params, X, section_stages, args.eps)
         print(format_table(results, show=args.show))
@@ -661,21 +646,59 @@ def main(argv=None, cost_fn=None, stages=STAGES) -> int:
     if not failed:
         print(f"all {len(all_results)} stages below {TOLERANCE:g}")
         return 0
+    sys.stdout.flush()                        # the report first, then the verdict on stderr
+    print(format_verdict(failed, all_results), file=sys.stderr)
+    return 1
+
+
+def _print_checker(eps):
+    """Print the check of the checker; return its relative difference."""
+    numerical, diff = check_the_checker(eps)
+    print("checking the checker: h(x) = x1^2 + 3 x1 x2 at x = (4, 10), exact gradient (38, 12)")
+    print(f"  numerical ({numerical[0]:.10g}, {numerical[1]:.10g}), relative difference "
+          f"{diff:.4e} (UFLDL, eps 1e-4: about 2.1452e-12)")
+    return diff
+
+
+def _print_problem(args, params, X, stages):
+    """Print the net every stage is checked on, the stages, and how to read the tables."""
+    rho_hat = sae.encode(params, X).mean(axis=0)                 # (n_hidden,)
+    print()
+    print(_wrap(f"the net: {args.visible} visible, {args.hidden} hidden, {args.examples} "
+                f"examples (seed {args.seed}), float64, eps {args.eps:g}; "
+                f"rho_hat in [{rho_hat.min():.2f}, {rho_hat.max():.2f}]"))
+    if stages:
+        print("the stages (one term at a time: the first failing row names the wrong term):")
+        print(format_settings(stages))
+    print(_wrap(f"J: the cost at the net's parameters. rel. diff: ||num - grad|| / ||num + grad|| "
+                f"over all parameters, ok below {TOLERANCE:g}. The blocks (W1 .. b2): the "
+                f"largest |num - grad| in each.", indent=""))
+
+
+def format_verdict(failed, results, tol=TOLERANCE) -> str:
+    """The lines that end a failed run: which stages of which section failed,
+    the truncation-error note when a failure is within NEAR_FACTOR of tol,
+    and what a NotImplementedError means.
+
+    failed: [(section label, failing stage names, number of stages in it)].
+    results: every (stage, check) of the run.
+    """
+    lines = []
     for label, names, n_stages in failed:
         which = f"all {n_stages} stages" if len(names) == n_stages > 1 else ", ".join(names)
-        print(_wrap(f"FAILED {label}: {which}"), file=sys.stderr)
-    near = near_threshold_stages(all_results)
+        lines.append(_wrap(f"FAILED {label}: {which}"))
+    near = near_threshold_stages(results, tol)
     if near:
-        print(_wrap(f"(rel. diff within {NEAR_FACTOR}x of {TOLERANCE:g} in: {', '.join(near)}. "
-                    f"That may be the central difference's own truncation error, about "
-                    f"eps^2 f'''/6: rerun with --eps 1e-5; it shrinks 100-fold, a wrong "
-                    f"gradient does not)", indent=" "), file=sys.stderr)
+        lines.append(_wrap(
+            f"(rel. diff within {NEAR_FACTOR}x of {tol:g} in: {', '.join(near)}. That may be "
+            f"the central difference's own truncation error, about eps^2 f'''/6: rerun with "
+            f"--eps 1e-5; it shrinks 100-fold, a wrong gradient does not)", indent=" "))
     if any(isinstance(check, StageError) and check.reason.startswith("NotImplementedError")
-           for _, check in all_results):
-        print(_wrap("(NotImplementedError: a blank still to be written. A stage passes once "
-                    "every blank it runs is written; its line names the next one)", indent=" "),
-              file=sys.stderr)
-    return 1
+           for _, check in results):
+        lines.append(_wrap(
+            "(NotImplementedError: a blank still to be written. A stage passes once every "
+            "blank it runs is written; its line names the next one)", indent=" "))
+    return "\n".join(lines)
 
 
 def _qualified_name(fn):
