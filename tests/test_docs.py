@@ -272,3 +272,31 @@ def test_quick_start_begins_with_the_gradient_check():
     first_command = next(code for language, _, code in fenced_blocks(README)
                          if language in ("bash", "sh", "shell") and code.strip() in quick_start)
     assert first_command.strip() == "python gradcheck.py"
+
+
+# ---------------------------------------------------------------------------
+# The pasted gradient check is a real run of the command
+# ---------------------------------------------------------------------------
+
+
+def _normalized(text):
+    """Lines with every number replaced by # and runs of spaces by one (digits vary by machine)."""
+    text = re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", text)
+    return [re.sub(r"\s+", " ", line).strip() for line in text.strip().splitlines()]
+
+
+def test_pasted_gradient_check_is_what_the_command_prints(capsys):
+    import gradcheck
+
+    doc = (ROOT / "docs" / "gradcheck.md").read_text(encoding="utf-8")
+    pasted = re.search(r"A real run of `python gradcheck.py`[^\n]*\n\n```text\n(.*?)\n```", doc, re.S)
+    assert pasted, "docs/gradcheck.md: no pasted run of `python gradcheck.py` found"
+    status = gradcheck.main([])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert _normalized(pasted.group(1)) == _normalized(printed), (
+        "docs/gradcheck.md's pasted run differs from what `python gradcheck.py` prints now: "
+        "paste a fresh run")
+    last_line = printed.strip().splitlines()[-1]
+    assert f"`{last_line}`" in README.read_text(encoding="utf-8"), (
+        f"README.md's quick start should quote the last line of the check, `{last_line}`")
