@@ -5,6 +5,7 @@ and only its Agg canvas is used: no display, no pyplot global state. Every
 file is written atomically (temporary file, then rename).
 
     filter_grid(W1, tile_shape)                  the image array of the grid (pure)
+    scaled_filter_grid(W1, tile_shape, center, scale)  the same with a given centre and scales
     save_filter_grid(W1, path, tile_shape)       UFLDL's display_network, as a PNG
     save_training_curve(history, path)           J per iteration (L-BFGS) or epoch (Adam)
     save_rho_hat_histogram(rho_hat, path, rho)   histogram of the hidden units' rho_hat
@@ -70,6 +71,14 @@ def _check_tile_shape(tile_shape, width, what):
     return h, w
 
 
+def _check_filters(W1, tile_shape):
+    W1 = np.asarray(W1, dtype=np.float64)
+    if W1.ndim != 2:
+        raise ValueError(f"W1: expected a 2-D array (n_hidden, n_visible), got shape {W1.shape}")
+    _check_tile_shape(tile_shape, W1.shape[1], "W1")
+    return W1
+
+
 def filter_grid(W1, tile_shape):
     """UFLDL's display_network as an array in [-1, 1].
 
@@ -80,15 +89,23 @@ def filter_grid(W1, tile_shape):
     grey range and 0 stays mid-grey); tiles sit on a near-square grid with
     1-pixel black (-1) separators.
     """
-    W1 = np.asarray(W1, dtype=np.float64)
-    if W1.ndim != 2:
-        raise ValueError(f"W1: expected a 2-D array (n_hidden, n_visible), got shape {W1.shape}")
-    tile_shape = _check_tile_shape(tile_shape, W1.shape[1], "W1")
-    centred = W1 - W1.mean()
-    scale = np.abs(centred).max(axis=1, keepdims=True)       # (n_hidden, 1)
-    scale[scale == 0] = 1                                    # an all-zero tile stays 0
+    W1 = _check_filters(W1, tile_shape)
+    center = W1.mean()
+    return scaled_filter_grid(W1, tile_shape, center, np.abs(W1 - center).max(axis=1, keepdims=True))
+
+
+def scaled_filter_grid(W1, tile_shape, center, scale):
+    """The grid of ``filter_grid`` with a given centre and scale: tile j is (W1[j] - center) / scale[j].
+
+    center: a number; scale: (n_hidden, 1) positive numbers (zeros count as
+    1, so an all-zero tile stays 0). The animation (animation.py) passes
+    the same centre and scales for every frame, so tiles do not flicker.
+    """
+    W1 = _check_filters(W1, tile_shape)
+    scale = np.array(scale, dtype=np.float64)                # (n_hidden, 1), a copy
+    scale[scale == 0] = 1
     _, n_cols = grid_shape(W1.shape[0])
-    return tile_grid(centred / scale, tile_shape, n_cols)
+    return tile_grid((W1 - center) / scale, tile_shape, n_cols)
 
 
 def upscale(image, factor):

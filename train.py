@@ -69,7 +69,8 @@ class TrainingStep:
     done so far (1 after the first); epoch: Adam's current epoch (1-based;
     None for L-BFGS); cost: J at ``params`` for L-BFGS, J on the mini-batch
     just used for Adam; params: the current parameters (read them, copy them,
-    do not modify them); elapsed: seconds since the start.
+    do not modify them; the optimizers never modify them afterwards either, so
+    keeping a reference is safe); elapsed: seconds since the start.
     """
 
     optimizer: str
