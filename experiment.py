@@ -6,6 +6,7 @@
     format_summary(summary)                      the printed summary
     write_outputs(model, ...)                    model .npz + the four figures (+ summary text)
     run(args, X_train, X_test, name=..., tile_shape=...)   all of the above, in order
+                                                 (+ NAME_training.gif with --animate)
     exit_status(summary)                         0, 3 (cost became NaN/inf) or 130 (Ctrl-C)
     run_script(main)                             sys.exit(main()), Ctrl-C outside run -> 130
 
@@ -136,7 +137,18 @@ def add_training_arguments(parser, *, hidden, rho, lam, beta=None, iters=400, pe
                      help=f"folder for the saved model and the figures (default {out_dir})")
     out.add_argument("--quiet", action="store_true",
                      help="no progress lines while training (the summary is still printed)")
+    out.add_argument("--animate", action="store_true",
+                     help="also write NAME_training.gif: the filters and the cost curve every few "
+                          "steps, about 60 frames (recorded while training, drawn after it)")
+    out.add_argument("--animate-every", type=positive_int, default=None, metavar="N",
+                     help="with --animate: a frame every N L-BFGS iterations or Adam steps "
+                          "(implies --animate; default: max(1, steps // 60))")
     return parser
+
+
+def animates(args):
+    """Whether the options ask for the training animation (--animate or --animate-every)."""
+    return bool(getattr(args, "animate", False) or getattr(args, "animate_every", None))
 
 
 def model_from_args(args):
@@ -216,8 +228,10 @@ def format_summary(summary):
                  f"the training examples; always on (never below 0.5): {train['always_on_units']}")
     lines.append(f"  active units:     {train['mean_active_units']:.2f} per training example on average")
     if "train_seconds" in summary:
+        drawing = (f"{summary['animation_seconds']:.1f} s drawing the animation, "
+                   if "animation_seconds" in summary else "")
         lines.append(f"  wall time:        {summary['train_seconds']:.1f} s training, "
-                     f"{summary['wall_seconds']:.1f} s in all")
+                     f"{drawing}{summary['wall_seconds']:.1f} s in all")
     return "\n".join(lines)
 
 
@@ -237,6 +251,11 @@ def output_paths(out_dir, name):
         "reconstructions": out_dir / f"{name}_reconstructions.png",
         "summary": out_dir / f"{name}_summary.txt",
     }
+
+
+def animation_path(out_dir, name):
+    """Where ``run`` writes the training animation (--animate)."""
+    return Path(out_dir) / f"{name}_training.gif"
 
 
 def write_outputs(model, summary, out_dir, name, *, tile_shape, X_examples,
@@ -281,11 +300,18 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
     args: parsed options of ``add_training_arguments``. X_test: optional
     held-out data for the summary (its first examples are also the ones
     shown reconstructed; else X_train's). filters: None (draw W1) or a
-    function of the trained model giving the (n_hidden, n_visible) rows to
-    draw. unit: the word for one example in the summary. callback: passed
+    function of W1 giving the (n_hidden, n_visible) rows to draw (applied
+    to the trained W1 and to every frame of the animation). unit: the word
+    for one example in the summary. callback: passed
     to the optimizer (return True to stop; the parameters reached are still
     saved). start_time: ``time.perf_counter()`` at the script's start, for the wall
     time (default: now).
+
+    --animate (``animates(args)``): an ``animation.FilterRecorder`` records
+    W1 every --animate-every steps (default ``animation.frame_interval``)
+    during training; after the model and figures are saved, the frames
+    recorded are drawn into NAME_training.gif (also after a Ctrl-C: the
+    frames so far), written atomically like every other file.
 
     Ctrl-C: the first one stops training after the current step (see
     ``train.StopOnInterrupt``); the parameters reached are summarized and
@@ -299,6 +325,14 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
     stream = sys.stdout if stream is None else stream
     start_time = time.perf_counter() if start_time is None else start_time
     model = model_from_args(args)
+    recorder = None
+    if animates(args):
+        import animation
+
+        every = args.animate_every or animation.frame_interval(
+            animation.total_steps(model, X_train.shape[0]))
+        recorder = animation.FilterRecorder(every)
+        callback = animation.chain_callbacks(recorder, callback)
     out_dir = Path(args.out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)        # fail now, not after training
@@ -323,7 +357,12 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
             shown = (X_test if X_test is not None else X_train)[:N_RECONSTRUCTIONS]
             paths = write_outputs(model, summary, out_dir, name, tile_shape=tile_shape,
                                   X_examples=shown, value_range=value_range, extra=extra, info=info,
-                                  filters=None if filters is None else filters(model))
+                                  filters=None if filters is None else filters(model.params_["W1"]))
+            if recorder is not None and len(recorder):
+                drawing_start = time.perf_counter()
+                paths["animation"] = recorder.save_gif(animation_path(out_dir, name), tile_shape,
+                                                       transform=filters)
+                summary["animation_seconds"] = time.perf_counter() - drawing_start
             summary["train_seconds"] = train_seconds
             summary["wall_seconds"] = time.perf_counter() - start_time
             summary["interrupted"] = interrupt.requested

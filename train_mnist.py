@@ -11,7 +11,8 @@ Adam):
 
 Writes to --out-dir: mnist_model.npz (load it with
 ``train.SparseAutoencoder.load``), mnist_filters.png, mnist_training_curve.png,
-mnist_rho_hat.png, mnist_reconstructions.png and mnist_summary.txt; prints
+mnist_rho_hat.png, mnist_reconstructions.png and mnist_summary.txt (with
+--animate also mnist_training.gif, the filters emerging); prints
 the summary (final cost and its parts, reconstruction MSE on the training
 images and on the test images, mean rho_hat against rho, dead units, wall
 time).

@@ -22,8 +22,9 @@ is not independent data: it overlaps the training patches' images.
 Writes to --out-dir (default runs/patches), under a name that says which
 variant ran (patches, patches_notes, patches_zca, patches_notes_zca):
 NAME_model.npz, NAME_filters.png, NAME_training_curve.png, NAME_rho_hat.png,
-NAME_reconstructions.png and NAME_summary.txt. The model file keeps what is
-needed to prepare new patches the same way (``patch_inputs``).
+NAME_reconstructions.png and NAME_summary.txt (with --animate also
+NAME_training.gif, the filters emerging; see animation.py). The model file
+keeps what is needed to prepare new patches the same way (``patch_inputs``).
 """
 
 from __future__ import annotations
@@ -260,14 +261,14 @@ def describe_data(args, images, X_train, X_test):
 
 
 def filters_on_pixels(W_zca):
-    """For ``experiment.run``: a function of the trained model giving W1 @ W_zca.
+    """For ``experiment.run``: a function of W1 giving W1 @ W_zca (the filters and the animation).
 
     Row j of W1 @ W_zca (n_hidden, n_visible) is unit j's filter on the
     (mean-removed) pixels: z2 = W1 (W_zca (x - mean)) + b1 = (W1 W_zca)(x - mean) + b1,
     W_zca being symmetric. UFLDL's linear decoders exercise displays the same.
     """
-    def filters(model):
-        return model.params_["W1"] @ W_zca
+    def filters(W1):
+        return W1 @ W_zca
     return filters
 
 
