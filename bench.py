@@ -54,6 +54,7 @@ import numpy as np
 
 from argtypes import nonnegative_int, positive_int
 import fast
+import memory
 import sparse_autoencoder as sae
 from gradcheck import numerical_gradient, relative_difference
 from reference import loop_cost_and_grad
@@ -79,6 +80,12 @@ def parse_shape(text):
         ) from None
     if min(m, n_visible, n_hidden) < 1:
         raise argparse.ArgumentTypeError(f"--shapes: all sizes must be >= 1, got {text!r}")
+    # X in both dtypes, the activations and deltas of the readable, tuned and floor calls, params.
+    needed = m * n_visible * 12 + m * (n_visible + n_hidden) * 8 * 6 + 2 * n_visible * n_hidden * 8 * 4
+    try:
+        memory.check_memory("--shapes", needed, f"the shape {text}")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return m, n_visible, n_hidden
 
 

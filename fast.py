@@ -64,6 +64,11 @@ def cost_terms(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
                decoder="sigmoid") -> dict:
     """``sparse_autoencoder.cost_terms``, tuned: the parts of J, one forward pass, in place."""
     params, X, rho, beta, lam = check_call(params, X, penalty, rho, beta, lam, decoder)
+    return _cost_terms(params, X, penalty, rho, beta, lam, decoder)
+
+
+def _cost_terms(params, X, penalty, rho, beta, lam, decoder):
+    """cost_terms without any checks of its arguments (training checks them once)."""
     a2 = X @ params["W1"].T                                  # (m, n_hidden)
     a2 += params["b1"]                                       # z2
     sigmoid_into(a2, a2)                                     # a2 = f(z2)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -94,7 +95,7 @@ def parse_idx(data, source="<bytes>"):
                          f"{header_size} bytes, the file has {len(data)}")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_TYPES[type_byte]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize            # Python integers: never overflows
     found = len(data) - header_size
     if found != expected:
         what = "truncated" if found < expected else "too long"

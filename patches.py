@@ -26,7 +26,8 @@ import os
 
 import numpy as np
 
-from validation import as_generator
+from memory import check_memory
+from validation import as_generator, plain_array
 
 DEFAULT_IMAGE = "grace_hopper.jpg"
 
@@ -154,6 +155,8 @@ def sample_patches(images, n_patches, size, rng=None) -> np.ndarray:
                 f"images: every image must be 2-D and at least {size} x {size} pixels, got shape {image.shape}"
             )
     rng = as_generator(rng)
+    check_memory("n_patches", int(n_patches) * (size * size * 8 * 2 + 8 * 3),   # patches, a gather, indices
+                 f"{n_patches} patches of {size} x {size}")
     which = rng.integers(len(images), size=n_patches)           # image of each patch
     patches = np.empty((n_patches, size * size), dtype=np.float64)
     for k, image in enumerate(images):
@@ -167,7 +170,7 @@ def sample_patches(images, n_patches, size, rng=None) -> np.ndarray:
 
 def remove_patch_means(patches) -> np.ndarray:
     """Each patch minus its own mean (its average brightness): (n_patches, n_pixels)."""
-    patches = np.asarray(patches, dtype=np.float64)
+    patches = np.asarray(plain_array("patches", patches), dtype=np.float64)
     return patches - patches.mean(axis=1, keepdims=True)
 
 
@@ -234,8 +237,8 @@ def apply_zca(patches, mean_patch, W_zca) -> np.ndarray:
     """(patches - mean_patch) @ W_zca, shape (n_patches, n_pixels)."""
     patches = _check_patches("patches", patches)
     n_pixels = patches.shape[1]
-    mean_patch = np.asarray(mean_patch)
-    W_zca = np.asarray(W_zca)
+    mean_patch = np.asarray(plain_array("mean_patch", mean_patch))
+    W_zca = np.asarray(plain_array("W_zca", W_zca))
     if mean_patch.shape != (n_pixels,):
         raise ValueError(f"mean_patch: expected shape ({n_pixels},) to match patches "
                          f"{patches.shape}, got {mean_patch.shape}")
@@ -259,6 +262,7 @@ def _check_positive(name, value, what):
 
 
 def _check_real_array(name, value, what):
+    value = plain_array(name, value)            # masked arrays with values masked are refused
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:          # ragged lists and the like

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import experiment
+import memory
 import mnist
 from atomic import atomic_write
 from softmax import accuracy, confusion_matrix, predict, train_softmax
@@ -336,6 +337,8 @@ def main(argv=None):
     start_time = time.perf_counter()
     parser = build_parser()
     args = parser.parse_args(argv)
+    memory.refuse_training_beyond_memory(parser, args, m=70_000, n_visible=784,   # MNIST at most
+                                         data_option="--unlabeled-limit")
     try:
         X_train, y_train = mnist.load_mnist(args.data_dir, "train", dtype=args.dtype)
         X_test, y_test = mnist.load_mnist(args.data_dir, "test", dtype=args.dtype)

@@ -62,7 +62,7 @@ import numpy as np
 # The matrix checker and the counters of sparse_autoencoder.py: one set of
 # validation rules and messages for the whole project.
 from sparse_autoencoder import _split_theta
-from validation import DTYPES, check_count, check_dtype, check_matrix
+from validation import DTYPES, check_count, check_dtype, check_matrix, plain_array
 
 SOFTMAX_PARAM_NAMES = ("W", "b")
 
@@ -348,6 +348,9 @@ def check_softmax_params(params, name="params") -> dict:
     for key in params:
         if not isinstance(params[key], np.ndarray):
             raise TypeError(f"{name}['{key}']: expected a numpy array, got {type(params[key]).__name__}")
+    plain = {key: plain_array(f"{name}['{key}']", value) for key, value in params.items()}
+    if any(plain[key] is not params[key] for key in params):
+        params = plain                                # matrix, masked, memmap: as plain arrays
     W = params["W"]
     if W.ndim != 2 or W.shape[0] < 2 or W.shape[1] < 1:
         raise ValueError(
@@ -383,6 +386,7 @@ def check_labels(y, m, n_classes, name="y", other="the rows of X") -> np.ndarray
 
 
 def _check_label_vector(name, y, length=None, other=None):
+    y = plain_array(name, y)                          # masked labels with values masked are refused
     if not isinstance(y, np.ndarray):
         try:
             y = np.asarray(y)
@@ -411,6 +415,7 @@ def _check_X(X, params):
 
 def _check_X_for_training(X):
     """X as a 2-D float64 (m, n_features) array, n_features >= 1 taken from X, finite, or raise."""
+    X = plain_array("X", X)
     try:
         shape = np.shape(X)
     except Exception:  # ragged lists: let _check_matrix word the error

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from validation import (DECODERS, DTYPES, PARAM_NAMES, PENALTIES, as_generator, check_call,
-                        check_choice, check_count, check_dtype, check_matrix, check_params,
+from memory import check_memory
+from validation import (DECODERS, DTYPES, PARAM_NAMES, PENALTIES, as_generator, check_A2,
+                        check_call, check_choice, check_count, check_dtype, check_params,
                         check_X, param_shapes)
 
 __all__ = ["init_params", "sigmoid", "kl_divergence", "clip_rho_hat", "cost_and_grad",
@@ -58,6 +59,9 @@ def init_params(n_visible, n_hidden, rng=None, dtype=np.float64) -> dict:
     n_hidden = check_count("n_hidden", n_hidden)
     dtype = check_dtype("dtype", dtype)
     rng = as_generator(rng)
+    check_memory("n_hidden" if n_hidden >= n_visible else "n_visible",
+                 2 * n_visible * n_hidden * (8 + dtype.itemsize),          # float64 draws, then dtype
+                 f"init_params({n_visible}, {n_hidden}): the weights")
     r = np.sqrt(6.0 / (n_visible + n_hidden + 1))
     return {
         "W1": rng.uniform(-r, r, size=(n_hidden, n_visible)).astype(dtype),
@@ -206,7 +210,7 @@ def decode(params, A2, decoder="sigmoid"):
     """
     params = check_params(params)
     check_choice("decoder", decoder, DECODERS)
-    A2 = check_matrix("A2", A2, params["W1"].shape[0], params["W1"].dtype)
+    A2 = check_A2(A2, params)
     return _decode(params, A2, decoder)
 
 
@@ -233,7 +237,9 @@ def pack(params) -> np.ndarray:
 
     Each block is flattened in row-major (C) order. The result has the
     params' dtype and length 2 * n_visible * n_hidden + n_hidden + n_visible.
+    params is checked as by ``check_params`` (NaN and infinity allowed).
     """
+    params = check_params(params, finite=False)
     return np.concatenate([np.ravel(params[name]) for name in PACK_ORDER])
 
 

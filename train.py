@@ -268,6 +268,7 @@ def _check_callable(name, value):
 
 def _as_2d(name, X):
     """X as an array, raising a clear error unless it is 2-D (rows are examples)."""
+    X = validation.plain_array(name, X)      # a masked array with values masked is refused
     try:
         X = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
@@ -295,15 +296,21 @@ _QUIET = dict(over="ignore", invalid="ignore", divide="ignore")
 
 
 def _initial_terms(params, X, cost_kwargs):
-    """cost_terms at the start; a clear error if J is already not finite there."""
+    """cost_terms at the start; a clear error naming the culprit if J is not finite there.
+
+    The checks of ``fast.cost_terms`` (``validation.check_magnitudes``) refuse
+    values too large to compute with, naming lam, beta, X or the params; the
+    test below is a second line, blaming the part of J that is not finite.
+    """
     with np.errstate(**_QUIET):
         terms = fast.cost_terms(params, X, **cost_kwargs)
-    if not math.isfinite(terms["cost"]):
-        raise ValueError(
-            f"X: the cost J at the initial parameters is {terms['cost']} (reconstruction "
-            f"{terms['reconstruction']}), expected a finite number; the values of X "
-            f"(largest magnitude {float(np.abs(X).max()):.3g}) are too large: standardize them"
-        )
+    culprits = {"weight_decay": ("lam", cost_kwargs["lam"]), "sparsity": ("beta", cost_kwargs["beta"])}
+    for part in ("weight_decay", "sparsity", "reconstruction"):
+        if not math.isfinite(terms[part]):
+            name, value = culprits.get(part, ("X", float(np.abs(X).max())))
+            raise ValueError(f"{name}: the {part.replace('_', ' ')} part of J at the initial "
+                             f"parameters is {terms[part]} with {name} {value!r}, expected a finite "
+                             f"number" + ("; standardize X" if name == "X" else ""))
     return terms
 
 
@@ -427,8 +434,8 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
         point it evaluated), else from a forward pass."""
         if last["theta"] is not None and np.array_equal(theta, last["theta"]):
             return last["terms"]
-        with np.errstate(**_QUIET):
-            return fast.cost_terms(as_params(theta), X, **cost_kwargs)
+        with np.errstate(**_QUIET):                  # unchecked: a diverging run is reported
+            return fast._cost_terms(as_params(theta), X, **cost_kwargs)
 
     reporter = _make_progress(progress, max_iter, "iter", progress_every)
     start = time.perf_counter()
@@ -548,7 +555,9 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
         for start_row in range(0, m, batch_size):
             batch = X[order[start_row:start_row + batch_size]]      # (<= batch_size, n_visible)
             with np.errstate(**_QUIET):
-                cost, grads = fast.cost_and_grad(params, batch, **cost_kwargs)
+                # Unchecked: X and the hyperparameters were checked once, and parameters
+                # that grow too large must stop the run as "nonfinite", not raise.
+                cost, grads = fast._cost_and_grad(params, batch, **cost_kwargs)
             if not _all_finite(cost, grads):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the cost or gradient became {cost} at step {t + 1} "
@@ -567,14 +576,14 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
                 return last_finite, _finish_epoch(history, None, start)
             elapsed = time.perf_counter() - start
             if reporter is not None and reporter.due(t):
-                reporter.report(t, lambda: fast.cost_terms(params, batch, **cost_kwargs),
+                reporter.report(t, lambda: fast._cost_terms(params, batch, **cost_kwargs),
                                 note=f"  (epoch {epoch}, mini-batch)")
             if callback is not None and callback(
                     TrainingStep("adam", t, epoch, cost, params, elapsed)):
                 history["status"], history["message"] = "stopped", "stopped by the callback"
                 return params, _finish_epoch(history, None, start)
         with np.errstate(**_QUIET):
-            full_cost = fast.cost_terms(params, X, **cost_kwargs)["cost"]
+            full_cost = fast._cost_terms(params, X, **cost_kwargs)["cost"]
         if not math.isfinite(full_cost):
             history["status"] = "nonfinite"
             history["message"] = f"the cost on all examples became {full_cost} after epoch {epoch}"

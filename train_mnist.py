@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import experiment
+import memory
 import mnist
 
 
@@ -61,6 +62,8 @@ def main(argv=None):
                                      ("--test-examples", args.test_examples, 10_000)):
         if value > available:
             parser.error(f"{option}: MNIST has {available} images in that split, got {value}")
+    memory.refuse_training_beyond_memory(parser, args, m=args.examples + args.test_examples,
+                                         n_visible=784, data_option="--examples")
     try:
         X_train, _ = mnist.load_mnist(args.data_dir, "train", n=args.examples, dtype=args.dtype)
         X_test, _ = mnist.load_mnist(args.data_dir, "test", n=args.test_examples, dtype=args.dtype)

@@ -58,6 +58,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import experiment  # noqa: E402
+import memory  # noqa: E402
 import patches  # noqa: E402
 
 DEFAULT_CUTOFF = 0.2            # cycles per pixel (Olshausen and Field: 0.4)
@@ -142,6 +143,8 @@ def parse_args(argv=None, parser=None):
         parser.set_defaults(**defaults)
         args = parser.parse_args(argv)
     check_combinations(parser, args)
+    memory.refuse_training_beyond_memory(parser, args, m=args.patches + args.test_patches,
+                                         n_visible=args.size * args.size, data_option="--patches")
     if args.cutoff is None:
         args.cutoff = DEFAULT_CUTOFF
     if args.zca_epsilon is None:

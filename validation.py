@@ -14,6 +14,7 @@ expected.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -44,20 +45,88 @@ def check_call(params, X, penalty, rho, beta, lam, decoder):
     check_choice("penalty", penalty, PENALTIES)
     check_choice("decoder", decoder, DECODERS)
     check_hyperparameters(rho=rho, beta=beta, lam=lam)
-    X = check_X(X, params, decoder)
+    X, x_max = _checked_matrix("X", X, params["W1"].shape[1], params["W1"].dtype, decoder)
     smallest = np.finfo(X.dtype).tiny
     if rho < smallest:
-        raise ValueError(f"rho: expected at least {smallest:.3g} (the smallest normal "
+        raise ValueError(f"rho: expected at least {smallest!r} (the smallest normal "
                          f"{X.dtype} number), got {rho!r}")
+    check_magnitudes(params, X.shape[0], x_max, penalty=penalty, beta=beta, lam=lam, decoder=decoder)
     return params, X, float(rho), float(beta), float(lam)
 
 
-def check_params(params) -> dict:
+def check_magnitudes(params, m, x_max, *, penalty, beta, lam, decoder):
+    """Raise naming the culprit if a value of cost_and_grad could overflow the params' dtype.
+
+    Finite arguments can still be too large to compute with: lam = 1e308,
+    weights of 1e200, X of 1e300 for the linear decoder. This bounds every
+    intermediate of the forward and backward pass from above, cheaply (one
+    pass over the params; x_max is the largest |X|, which the check of X
+    found already) and conservatively, and refuses the call, naming the
+    argument to blame and the value that gave it away, when a bound comes
+    within a factor 16 of the dtype's largest number. Inside the model's
+    domain (tests/test_reliability.py) the bounds are many orders of
+    magnitude away from it.
+    """
+    dtype = params["W1"].dtype
+    largest = float(np.finfo(dtype).max)
+    limit = largest / 16
+    eps = float(np.finfo(dtype).eps)
+    n_hidden, n_visible = params["W1"].shape
+    norm = {}
+    for name in PARAM_NAMES:
+        flat = params[name].ravel()
+        with np.errstate(all="ignore"):
+            squares = float(np.dot(flat, flat))             # in the params' dtype, as the model sums
+        if not squares < limit:
+            raise ValueError(
+                f"params['{name}']: values up to {float(np.abs(flat).max())!r} are too large for "
+                f"{dtype}: their squares sum beyond its largest number {largest:.4g}")
+        norm[name] = math.sqrt(squares)
+
+    def refuse(name, what, value):
+        reach = f"would reach about {value:.3g}" if math.isfinite(value) else "would overflow"
+        hint = "; standardize X" if name == "X" else ""
+        raise ValueError(f"{name}: {what} {reach}, beyond {dtype}'s largest number "
+                         f"{largest:.4g}{hint}")
+
+    decay = lam * (norm["W1"] * norm["W1"] + norm["W2"] * norm["W2"]) / 2
+    if not lam < limit or not decay < limit:
+        refuse("lam", f"{lam!r} is too large for these weights: the weight decay "
+               f"(lam / 2) * sum(W**2)", decay)
+    per_unit = math.log(1 / eps) + 1 if penalty == "kl" else 1.0
+    if penalty != "none" and not beta * (n_hidden * per_unit + 2 / eps) < limit:
+        refuse("beta", f"{beta!r} is too large: the sparsity penalty and its gradient "
+               f"beta * (rho / rho_hat + (1 - rho) / (1 - rho_hat))", beta * 2 / eps)
+    x_blamed = "X" if x_max > 1 else None
+    z2 = x_max * math.sqrt(n_visible) * norm["W1"] + norm["b1"]
+    if not z2 < limit:
+        refuse(x_blamed if x_blamed and x_max > norm["W1"] else "params['W1']",
+               f"with |X| up to {x_max:.3g} and |W1| {norm['W1']:.3g}, z2 = X @ W1.T + b1", z2)
+    z3 = math.sqrt(n_hidden) * norm["W2"] + norm["b2"]       # a2 is in [0, 1]
+    if not z3 < limit:
+        refuse("params['W2']", f"with |W2| {norm['W2']:.3g} and |b2| {norm['b2']:.3g}, "
+               f"z3 = a2 @ W2.T + b2", z3)
+    residual = (z3 if decoder == "linear" else 1.0) + x_max  # |a3 - X|, and |delta3|
+    culprit = "X" if x_blamed and x_max >= residual / 2 else "params['W2']"
+    worst = max(residual * residual * m * n_visible,                # sum of (a3 - X)**2
+                residual * math.sqrt(n_visible) * norm["W2"] * m * x_max,   # delta2.T @ X
+                residual * m)                                # delta3.T @ a2, sums of delta3
+    if not worst < limit:
+        refuse(culprit, f"with |X| up to {x_max:.3g} and |W2| {norm['W2']:.3g}, the reconstruction "
+               f"error and the gradient", worst)
+    delta2 = (residual * math.sqrt(n_visible) * norm["W2"] + (beta * 2 / eps if penalty != "none" else 0)) / 4
+    if not delta2 * m * max(x_max, 1.0) < limit:
+        refuse(x_blamed or "params['W2']", f"with |X| up to {x_max:.3g}, the gradient delta2.T @ X",
+               delta2 * m * max(x_max, 1.0))
+
+
+def check_params(params, *, finite=True) -> dict:
     """Return params if it is a well-formed parameter dict, else raise.
 
     Expected: a dict with exactly the keys W1, b1, W2, b2; 2-D W1
     (n_hidden, n_visible), W2 (n_visible, n_hidden), 1-D b1 (n_hidden,),
-    b2 (n_visible,); all of one dtype, float32 or float64; all finite.
+    b2 (n_visible,); all of one dtype, float32 or float64; all finite
+    (unless ``finite=False``: ``pack`` also packs a diverged run's params).
     """
     if not isinstance(params, dict):
         raise TypeError(
@@ -74,6 +143,9 @@ def check_params(params) -> dict:
             raise TypeError(
                 f"params['{name}']: expected a numpy array, got {type(params[name]).__name__}"
             )
+    plain = {name: plain_array(f"params['{name}']", params[name]) for name in PARAM_NAMES}
+    if any(plain[name] is not params[name] for name in PARAM_NAMES):
+        params = plain                    # subclasses (matrix, masked, memmap) as plain arrays
     W1 = params["W1"]
     if W1.ndim != 2:
         raise ValueError(f"params['W1']: expected a 2-D array (n_hidden, n_visible), got shape {W1.shape}")
@@ -92,7 +164,7 @@ def check_params(params) -> dict:
             raise TypeError(
                 f"params['{name}']: expected dtype {dtype} like W1, got {params[name].dtype}"
             )
-        if not all_finite(params[name]):
+        if finite and not all_finite(params[name]):
             raise ValueError(
                 f"params['{name}']: expected finite values, found NaN or infinity "
                 f"(parameters from a run that diverged?)"
@@ -121,7 +193,57 @@ def check_X(X, params, decoder="sigmoid"):
     Converts to the params' dtype once, if needed.
     """
     n_visible = params["W1"].shape[1]
-    return check_matrix("X", X, n_visible, params["W1"].dtype, decoder)
+    X, x_max = _checked_matrix("X", X, n_visible, params["W1"].dtype, decoder)
+    check_product("X", x_max, params, "W1", "b1", "z2 = X @ W1.T + b1")
+    return X
+
+
+def check_A2(A2, params):
+    """Return hidden activations A2 (m, n_hidden) checked as by check_matrix, in the params'
+    dtype, or raise naming A2 (or W2) when z3 = A2 @ W2.T + b2 could overflow."""
+    A2, a_max = _checked_matrix("A2", A2, params["W1"].shape[0], params["W1"].dtype)
+    check_product("A2", a_max, params, "W2", "b2", "z3 = A2 @ W2.T + b2")
+    return A2
+
+
+def check_product(name, a_max, params, weights, bias, what):
+    """Raise naming ``name`` or the weights if |A @ W.T + b| could overflow the params' dtype."""
+    dtype = params[weights].dtype
+    largest = float(np.finfo(dtype).max)
+    with np.errstate(all="ignore"):
+        norms = [float(np.sqrt(np.dot(params[k].ravel(), params[k].ravel()))) for k in (weights, bias)]
+    bound = a_max * math.sqrt(params[weights].shape[1]) * norms[0] + norms[1]
+    if not bound < largest / 16:
+        culprit = name if a_max > 1 and a_max > norms[0] else f"params['{weights}']"
+        reach = f"would reach about {bound:.3g}" if math.isfinite(bound) else "would overflow"
+        raise ValueError(f"{culprit}: with |{name}| up to {a_max:.3g} and |{weights}| {norms[0]:.3g}, "
+                         f"{what} {reach}, beyond {dtype}'s largest number {largest:.4g}")
+
+
+def plain_array(name, A):
+    """A as a plain ``numpy.ndarray`` if it is an ndarray subclass; other values unchanged.
+
+    The rule for array-likes, everywhere in the API: a subclass of ndarray
+    (``numpy.matrix``, ``numpy.memmap``, ...) is used as the plain array it
+    holds, with NumPy's usual semantics (a 2-D matrix is a 2-D array; a
+    matrix for a 1-D argument such as b1 has shape (1, n) and is refused for
+    its shape). A ``numpy.ma`` masked array with nothing masked is used as
+    its data; one with any value masked is refused naming ``name``: the
+    model has no notion of a missing value, and the data under the mask
+    must never be trained on silently.
+    """
+    if isinstance(A, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(A))
+        if masked:
+            raise ValueError(
+                f"{name}: a masked array with {masked} masked value{'s' if masked > 1 else ''}; "
+                f"fill them ({name}.filled(value))"
+                + ("" if name.startswith("params") else " or drop those rows (numpy.ma.compress_rows)")
+                + " first")
+        return np.asarray(np.ma.getdata(A))
+    if isinstance(A, np.ndarray) and type(A) is not np.ndarray:
+        return np.asarray(A)
+    return A
 
 
 def check_matrix(name, A, width, dtype, decoder=None):
@@ -130,6 +252,12 @@ def check_matrix(name, A, width, dtype, decoder=None):
     Checks as ``check_X`` does: real numbers, m >= 1, finite, and in [0, 1]
     when ``decoder == "sigmoid"``.
     """
+    return _checked_matrix(name, A, width, dtype, decoder)[0]
+
+
+def _checked_matrix(name, A, width, dtype, decoder=None):
+    """check_matrix, and the largest |value| of A (1.0 when only known to be in [0, 1])."""
+    A = plain_array(name, A)
     if not isinstance(A, np.ndarray):
         try:
             A = np.asarray(A)
@@ -142,18 +270,32 @@ def check_matrix(name, A, width, dtype, decoder=None):
         raise ValueError(f"{name}: expected a 2-D array (m, {width}), got shape {A.shape}{hint}")
     if A.shape[1] != width or A.shape[0] < 1:
         raise ValueError(f"{name}: expected shape (m, {width}) with m >= 1, got {A.shape}")
-    A = A.astype(dtype, copy=False)
+    original = A
+    with np.errstate(over="ignore", invalid="ignore"):   # too large for dtype: refused below
+        A = A.astype(dtype, copy=False)
     if decoder == "sigmoid" and in_unit_interval(A):
-        return A                          # one pass showed every value finite and in [0, 1]
+        return A, 1.0                     # one pass showed every value finite and in [0, 1]
     lo, hi = A.min(), A.max()             # NaN propagates into min and max
     if not (np.isfinite(lo) and np.isfinite(hi)):
+        if original is not A and original.dtype.kind == "f" and all_finite(original):
+            largest = float(np.abs(original).max())
+            raise ValueError(f"{name}: values up to {largest!r} do not fit {np.dtype(dtype)} "
+                             f"(the params' dtype), whose largest number is {float(np.finfo(dtype).max):.4g}")
         raise ValueError(f"{name}: expected finite values, found NaN or infinity")
     if decoder == "sigmoid" and (lo < 0 or hi > 1):
         raise ValueError(
             f"{name}: the sigmoid decoder needs values in [0, 1], got values in "
-            f"[{lo:.4g}, {hi:.4g}]; {_rescale_hint(lo, hi)}"
+            f"[{_shown(lo)}, {_shown(hi)}]; {_rescale_hint(lo, hi)}"
         )
-    return A
+    return A, max(abs(float(lo)), abs(float(hi)))
+
+
+def _shown(value):
+    """value with 4 significant digits, or all of them if 4 would hide that it is outside [0, 1]
+    (1 + 2**-52 is shown as 1.0000000000000002, not as 1)."""
+    value = float(value)
+    text = f"{value:.4g}"
+    return text if (0 <= float(text) <= 1) == (0 <= value <= 1) else repr(value)
 
 
 def in_unit_interval(A):
@@ -234,8 +376,12 @@ def as_generator(rng) -> np.random.Generator:
     """A ``numpy.random.Generator`` from a Generator, an int seed or None."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"rng: expected a seed >= 0, got {rng!r}")
+        return np.random.default_rng(int(rng))
     raise TypeError(
         f"rng: expected a numpy.random.Generator, an int seed or None, got {rng!r}"
     )

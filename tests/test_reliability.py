@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import diagnostics
+import fast
 import experiment
 import mnist
 import patches
@@ -62,6 +64,20 @@ Y = np.array([0, 1, 2, 0, 1, 2])
 
 def replace(params, name, value):
     return {**params, name: value}
+
+
+XM = np.ma.masked_array(X, mask=np.zeros(X.shape, bool))
+XM[0, 1] = XM[3, 2] = np.ma.masked                         # two values masked
+
+
+def _matrix(A):
+    with warnings.catch_warnings():                        # numpy.matrix is pending deprecation
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return np.matrix(A)
+
+
+def _save_params(c, params):
+    return train.save_model(c.tmp_path / "m.npz", params, {})
 
 
 def fitted():
@@ -214,6 +230,81 @@ CATALOGUE = [
     bad("save_model", "params with NaN", lambda c: train.save_model(c.tmp_path / "m.npz", replace(P, "W1", P["W1"] * np.nan), {}),
         ValueError, "params['W1']"),
     bad("load_model", "path 3", lambda c: train.load_model(3), TypeError, "path", "3"),
+    # the real culprit, with the value (issue 12, class 2)
+    bad("lbfgs", "lam 1e308", lambda c: train.lbfgs(P, X, lam=1e308, progress=False), ValueError, "lam", "1e+308"),
+    bad("adam", "beta 1e308", lambda c: train.adam(P, X, beta=1e308, progress=False), ValueError, "beta", "1e+308"),
+    bad("lbfgs", "lam 1e38 in float32", lambda c: train.lbfgs(P32, X, lam=1e38, progress=False),
+        ValueError, "lam", "1e+38"),
+    bad("SparseAutoencoder.fit", "lam 1e307", lambda c: train.SparseAutoencoder(3, lam=1e307).fit(X, progress=False),
+        ValueError, "lam", "1e+307"),
+    bad("cost_and_grad", "lam 1e308", lambda c: sae.cost_and_grad(P, X, lam=1e308), ValueError, "lam", "1e+308"),
+    bad("fast.cost_and_grad", "beta 1e300", lambda c: fast.cost_and_grad(P, X, beta=1e300), ValueError, "beta", "1e+300"),
+    bad("cost_terms", "beta 1e300, l1", lambda c: sae.cost_terms(P, X, beta=1e300, penalty="l1"), ValueError, "beta"),
+    bad("cost_and_grad", "W1 of 1e200", lambda c: sae.cost_and_grad(replace(P, "W1", P["W1"] * 1e200), X),
+        ValueError, "params['W1']", "e+199"),
+    bad("cost_and_grad", "W2 of 1e30 in float32", lambda c: sae.cost_and_grad(replace(P32, "W2", P32["W2"] * 1e30), X),
+        ValueError, "params['W2']"),
+    bad("cost_and_grad", "X of 1e200, linear", lambda c: sae.cost_and_grad(P, X * 1e200, decoder="linear"),
+        ValueError, "X", "standardize"),
+    bad("encode", "X of 1e307", lambda c: sae.encode(P, X * 1e307), ValueError, "X", "1e+307"),
+    bad("decode", "A2 of 1e307", lambda c: sae.decode(P, X[:, :3] * 1e307), ValueError, "A2", "9.35e+306"),
+    bad("cost_and_grad", "X 1 + 2**-52", lambda c: sae.cost_and_grad(P, np.where(X > 0.5, 1 + 2**-52, X)),
+        ValueError, "X", "1.0000000000000002"),
+    bad("cost_and_grad", "X 1 + 2**-23 in float32",
+        lambda c: sae.cost_and_grad(P32, np.where(X > 0.5, np.float32(1 + 2**-23), X).astype(np.float32)),
+        ValueError, "X", "1.0000001192092896"),
+    bad("cost_and_grad", "X -1e-300", lambda c: sae.cost_and_grad(P, np.where(X > 0.5, -1e-300, X)),
+        ValueError, "X", "-1e-300"),
+    bad("cost_and_grad", "rho below float32's range shown exactly", lambda c: sae.cost_and_grad(P32, X, rho=1e-39),
+        ValueError, "rho", "1.1754944e-38"),
+    bad("init_params", "rng -1", lambda c: sae.init_params(4, 3, rng=-1), ValueError, "rng", "-1"),
+    bad("adam", "rng -1", lambda c: train.adam(P, X, rng=-1, progress=False), ValueError, "rng", "-1"),
+    bad("sample_patches", "rng -5", lambda c: patches.sample_patches([IMAGE], 5, 4, rng=-5), ValueError, "rng", "-5"),
+    bad("pack", "a list", lambda c: sae.pack([P["W1"]]), TypeError, "params", "list"),
+    bad("pack", "no W2", lambda c: sae.pack({"W1": P["W1"], "b1": P["b1"], "b2": P["b2"]}), ValueError, "params"),
+    bad("pack", "W1 a string", lambda c: sae.pack(replace(P, "W1", "a")), TypeError, "params['W1']", "str"),
+    bad("pack", "b1 wrong shape", lambda c: sae.pack(replace(P, "b1", np.zeros(7))), ValueError, "params['b1']", "(7,)"),
+    # array-likes: a masked array with values masked is refused by name (issue 12, class 4)
+    bad("cost_and_grad", "X masked", lambda c: sae.cost_and_grad(P, XM), ValueError, "X", "2 masked values"),
+    bad("fast.cost_and_grad", "X masked", lambda c: fast.cost_and_grad(P, XM), ValueError, "X", "masked"),
+    bad("encode", "X masked", lambda c: sae.encode(P, XM), ValueError, "X", "masked"),
+    bad("decode", "A2 masked", lambda c: sae.decode(P, XM[:, :3]), ValueError, "A2", "masked"),
+    bad("lbfgs", "X masked", lambda c: train.lbfgs(P, XM, progress=False), ValueError, "X", "masked"),
+    bad("adam", "X masked", lambda c: train.adam(P, XM, progress=False), ValueError, "X", "masked"),
+    bad("SparseAutoencoder.fit", "X masked", lambda c: train.SparseAutoencoder(3).fit(XM, progress=False),
+        ValueError, "X", "masked"),
+    bad("diagnostics", "X masked", lambda c: diagnostics.diagnostics(P, XM), ValueError, "X", "masked"),
+    bad("cost_and_grad", "W1 masked", lambda c: sae.cost_and_grad(replace(P, "W1", np.ma.masked_less(P["W1"], 0)), X),
+        ValueError, "params['W1']", "masked"),
+    bad("pack", "b2 masked", lambda c: sae.pack(replace(P, "b2", np.ma.masked_array(P["b2"], mask=True))),
+        ValueError, "params['b2']", "4 masked values"),
+    bad("save_model", "W2 masked", lambda c: _save_params(c, replace(P, "W2", np.ma.masked_less(P["W2"], 0))),
+        ValueError, "params['W2']", "masked"),
+    bad("cost_and_grad", "b1 a numpy.matrix", lambda c: sae.cost_and_grad(replace(P, "b1", _matrix(P["b1"])), X),
+        ValueError, "params['b1']", "(1, 3)"),
+    bad("train_softmax", "X masked", lambda c: softmax.train_softmax(XM, Y, 3), ValueError, "X", "masked"),
+    bad("train_softmax", "y masked", lambda c: softmax.train_softmax(X, np.ma.masked_equal(Y, 2), 3),
+        ValueError, "y", "2 masked values"),
+    bad("predict_proba", "W masked", lambda c: softmax.predict_proba(
+        {**SOFTMAX_P, "W": np.ma.masked_array(SOFTMAX_P["W"], mask=True)}, X), ValueError, "params['W']", "masked"),
+    bad("normalize_for_sigmoid", "masked", lambda c: patches.normalize_for_sigmoid(np.ma.masked_greater(PATCHES, 0.9)),
+        ValueError, "patches", "masked"),
+    bad("fit_zca", "masked", lambda c: patches.fit_zca(np.ma.masked_greater(PATCHES, 0.9)), ValueError, "patches", "masked"),
+    bad("apply_zca", "W_zca masked", lambda c: patches.apply_zca(PATCHES, np.zeros(9), np.ma.masked_array(np.eye(9), mask=True)),
+        ValueError, "W_zca", "masked"),
+    # sizes checked before memory is taken (issue 12, class 3)
+    bad("init_params", "n_hidden 10**9", lambda c: sae.init_params(784, 10**9), ValueError, "n_hidden", "memory"),
+    bad("init_params", "n_visible 10**30", lambda c: sae.init_params(10**30, 3), ValueError, "n_visible", "memory"),
+    bad("init_params", "n_hidden 10**30, float32", lambda c: sae.init_params(4, 10**30, dtype=np.float32),
+        ValueError, "n_hidden", "memory"),
+    bad("sample_patches", "n_patches 10**13", lambda c: patches.sample_patches([IMAGE], 10**13, 4),
+        ValueError, "n_patches", "memory"),
+    bad("parse_idx", "dims whose product wraps 64 bits to 0",
+        lambda c: mnist.parse_idx(bytes([0, 0, 8, 4]) + (65536).to_bytes(4, "big") * 4, "f.idx"),
+        ValueError, "f.idx", "(65536, 65536, 65536, 65536)"),
+    bad("parse_idx", "three dims of 2**32 - 1",
+        lambda c: mnist.parse_idx(bytes([0, 0, 8, 3]) + (2**32 - 1).to_bytes(4, "big") * 3 + b"xyz", "f.idx"),
+        ValueError, "f.idx", "79228162458924105385300197375"),
     # save refuses, before writing, what load would refuse (issue 12, class 1)
     bad("save_model", "extra of objects", lambda c: _save(c, extra={"z": np.array([{}], dtype=object)}),
         TypeError, "extra['z']", "object"),
@@ -568,6 +659,7 @@ BAD_OPTIONS = [
     (["--penalty", "l2"], "--penalty"), (["--decoder", "relu"], "--decoder"), (["--hidden", "2.5"], "--hidden"),
     (["--examples", "abc"], "--examples"), (["--test-examples", "10001"], "--test-examples"),
     (["--out-dir", "{a_file}"], "--out-dir"), (["--out-dir", "{a_file}/sub"], "--out-dir"),
+    (["--hidden", "1000000000"], "--hidden"), (["--hidden", "10" + "0" * 30], "--hidden"),
 ]
 
 
@@ -579,6 +671,28 @@ def test_bad_script_options_are_argparse_errors(argv, option, ctx, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert option in err.splitlines()[-1] and "Traceback" not in err
+
+
+# Sizes that cannot fit in memory: refused by every script before any data is loaded.
+TOO_LARGE = [
+    ("train_patches", ["--patches", "100000000000"], "--patches"),
+    ("train_patches", ["--hidden", "1000000000"], "--hidden"),
+    ("self_taught", ["--hidden", "1000000000"], "--hidden"),
+    ("bench", ["--shapes", "1000000x784000x196"], "--shapes"),
+    ("bench", ["--shapes", "1x1x" + "9" * 40], "--shapes"),
+]
+
+
+@pytest.mark.parametrize("script, argv, option", TOO_LARGE, ids=[" ".join(a) for _, a, _ in TOO_LARGE])
+def test_sizes_that_cannot_fit_are_refused_before_loading(script, argv, option, capsys):
+    import importlib
+
+    main = importlib.import_module(script).main
+    with pytest.raises(SystemExit) as info:
+        main(argv + (["--data-dir", "/nonexistent"] if script == "self_taught" else []))
+    assert info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert option in last and "memory" in last and "available" in last, last
 
 
 def _truncate_gz(directory):
@@ -990,3 +1104,123 @@ def test_the_same_seed_gives_bit_identical_parameters(optimizer, dtype):
     steps = history["iteration"][-1] if optimizer == "lbfgs" else len(history["step_cost"])
     assert steps >= 20                                    # long enough for round-off to compound
 
+
+
+# ---------------------------------------------------------------------------
+# 6. A property test over the public API (issue 12, class 7)
+# ---------------------------------------------------------------------------
+#
+# Array kinds (dtype, memory order, strided views, subclasses), sizes and
+# hyperparameter magnitudes drawn at random. Every call either returns finite
+# results equal to those of a plain C-ordered array holding the same values,
+# or raises ValueError / TypeError whose message starts with the name of an
+# argument. No other exception, no warning, no floating-point error.
+
+ARGUMENT_NAMES = ("X", "A2", "params", "rho", "beta", "lam", "penalty", "decoder")
+
+
+def _array_kind(draw, A):
+    """A with the same values as another kind of array (returned with its description)."""
+    kind = draw(st.sampled_from(["plain", "fortran", "strided", "matrix", "masked", "readonly", "list"]))
+    if kind == "fortran":
+        return np.asfortranarray(A), kind
+    if kind == "strided":
+        big = np.zeros((A.shape[0] * 2, A.shape[1] * 3) if A.ndim == 2 else (A.shape[0] * 2,), A.dtype)
+        view = big[::2, ::3] if A.ndim == 2 else big[::2]
+        view[...] = A
+        return view, kind
+    if kind == "matrix" and A.ndim == 2:
+        return _matrix(A), kind
+    if kind == "masked":
+        return np.ma.masked_array(A, mask=np.zeros(A.shape, bool)), kind
+    if kind == "readonly":
+        A = A.copy()
+        A.flags.writeable = False
+        return A, kind
+    if kind == "list" and A.ndim == 2:
+        return A.tolist(), kind
+    return A, "plain"
+
+
+@st.composite
+def api_calls(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    n_visible, n_hidden, m = draw(st.integers(1, 6)), draw(st.integers(1, 5)), draw(st.integers(1, 7))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    params = sae.init_params(n_visible, n_hidden, rng=rng, dtype=dtype)
+    scale = 10.0 ** draw(st.sampled_from([0, 2, 30, 150, 200, 300]))
+    scaled = params["W1"].astype(np.float64) * scale
+    if np.abs(scaled).max() < np.finfo(dtype).max:
+        params["W1"] = scaled.astype(dtype)
+    x_dtype = draw(st.sampled_from([np.float64, np.float32, np.float16, np.int64, np.uint8, np.bool_]))
+    decoder = draw(st.sampled_from(sae.DECODERS))
+    X_values = rng.random((m, n_visible))
+    if draw(st.booleans()):
+        X_values = X_values * 10.0 ** draw(st.sampled_from([1, 10, 100, 300])) - draw(st.sampled_from([0.0, 0.5]))
+    if np.dtype(x_dtype).kind in "iub":
+        X_values = np.clip(np.round(X_values), 0, 1)          # pixels 0 and 1, or True and False
+    with np.errstate(over="ignore"):
+        X_plain = X_values.astype(x_dtype)                    # float16 may overflow to inf: refused
+    X_kind, kind = _array_kind(draw, X_plain)
+    magnitude = st.sampled_from([0.0, 1e-300, 1e-4, 3.0, 1e30, 1e100, 1e300, 1.7e308])
+    hyper = dict(penalty=draw(st.sampled_from(sae.PENALTIES)), decoder=decoder,
+                 rho=draw(st.sampled_from([1e-320, 1e-40, 1e-10, 0.01, 0.5, 1 - 1e-16])),
+                 beta=draw(magnitude), lam=draw(magnitude))
+    params_kind = {name: _array_kind(draw, value)[0] if name.startswith("W") else value
+                   for name, value in params.items()}
+    params_kind = {k: v if isinstance(v, np.ndarray) else params[k] for k, v in params_kind.items()}
+    return params, params_kind, X_plain, X_kind, hyper, kind
+
+
+def _raised_naming_an_argument(call):
+    """(result, None) or (None, exception); fails the test on anything but a named ValueError/TypeError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+                return call(), None
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        assert message.split(":")[0].split("[")[0] in ARGUMENT_NAMES, message
+        assert "\n" not in message, message
+        return None, exc
+
+
+def _assert_finite_and_close(result, expected, dtype):
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    results = result if isinstance(result, tuple) else (result,)
+    expecteds = expected if isinstance(expected, tuple) else (expected,)
+    for got, want in zip(results, expecteds):
+        if isinstance(got, dict):
+            for key in got:
+                _assert_finite_and_close(got[key], want[key], dtype)
+        else:
+            got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+            assert np.isfinite(got).all(), got
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * (1 + np.abs(want).max(initial=0)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=api_calls())
+def test_the_public_api_returns_finite_equal_results_or_names_an_argument(case):
+    params, params_kind, X_plain, X_kind, hyper, kind = case
+    dtype = params["W1"].dtype
+    cost_kwargs = {k: hyper[k] for k in ("penalty", "rho", "beta", "lam", "decoder")}
+    calls = {
+        "cost_and_grad": lambda p, x: sae.cost_and_grad(p, x, **cost_kwargs),
+        "fast.cost_and_grad": lambda p, x: fast.cost_and_grad(p, x, **cost_kwargs),
+        "cost_terms": lambda p, x: sae.cost_terms(p, x, **cost_kwargs),
+        "encode": lambda p, x: sae.encode(p, x),
+        "decode": lambda p, x: sae.decode(p, np.asarray(x)[:, :1].repeat(p["W1"].shape[0], axis=1)
+                                          if np.ndim(x) == 2 else x, decoder=hyper["decoder"]),
+        "diagnostics": lambda p, x: diagnostics.diagnostics(p, x, decoder=hyper["decoder"])["reconstruction_mse"],
+        "pack": lambda p, x: sae.pack(p),
+    }
+    for entry, call in calls.items():
+        expected, expected_error = _raised_naming_an_argument(lambda: call(params, np.ascontiguousarray(X_plain)))
+        got, error = _raised_naming_an_argument(lambda: call(params_kind, X_kind))
+        if expected_error is not None:
+            assert error is not None and str(error) == str(expected_error), (entry, kind, error, expected_error)
+            continue
+        assert error is None, (entry, kind, error)
+        _assert_finite_and_close(got, expected, dtype)

@@ -111,9 +111,9 @@ def test_callback_stops_cleanly_with_the_last_params(tiny, optimizer):
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_nonfinite_cost_stops_with_the_last_finite_params(tiny, monkeypatch, optimizer):
     X, params = tiny
-    # L-BFGS checks X once and calls the unchecked _cost_terms_and_grad (which
-    # returns the parts of J with the gradient); Adam calls cost_and_grad.
-    name = "_cost_terms_and_grad" if optimizer == "lbfgs" else "cost_and_grad"
+    # Both check X once and call the unchecked functions: L-BFGS _cost_terms_and_grad
+    # (which returns the parts of J with the gradient), Adam _cost_and_grad.
+    name = "_cost_terms_and_grad" if optimizer == "lbfgs" else "_cost_and_grad"
     real = getattr(fast, name)
     calls = []
 
