@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from memory import check_memory
 from validation import (DECODERS, DTYPES, PARAM_NAMES, PENALTIES, as_generator, check_A2,
-                        check_call, check_choice, check_count, check_dtype, check_params,
+                        check_call, check_choice, check_count, check_init, check_params,
                         check_X, param_shapes)
 
 __all__ = ["init_params", "sigmoid", "kl_divergence", "clip_rho_hat", "cost_and_grad",
@@ -55,13 +54,7 @@ def init_params(n_visible, n_hidden, rng=None, dtype=np.float64) -> dict:
     rng: a ``numpy.random.Generator``, an int seed, or None (fresh entropy).
     dtype: float32 or float64, the dtype of every returned array.
     """
-    n_visible = check_count("n_visible", n_visible)
-    n_hidden = check_count("n_hidden", n_hidden)
-    dtype = check_dtype("dtype", dtype)
-    rng = as_generator(rng)
-    check_memory("n_hidden" if n_hidden >= n_visible else "n_visible",
-                 2 * n_visible * n_hidden * (8 + dtype.itemsize),          # float64 draws, then dtype
-                 f"init_params({n_visible}, {n_hidden}): the weights")
+    n_visible, n_hidden, rng, dtype = check_init(n_visible, n_hidden, rng, dtype)
     r = np.sqrt(6.0 / (n_visible + n_hidden + 1))
     return {
         "W1": rng.uniform(-r, r, size=(n_hidden, n_visible)).astype(dtype),

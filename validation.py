@@ -19,6 +19,8 @@ import numbers
 
 import numpy as np
 
+from memory import check_memory
+
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 PENALTIES = ("kl", "l1", "none")
 DECODERS = ("sigmoid", "linear")
@@ -350,6 +352,22 @@ def check_choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
     return value
+
+
+def check_init(n_visible, n_hidden, rng, dtype):
+    """Check init_params' arguments; return (n_visible, n_hidden, Generator, np.dtype).
+
+    Refuses sizes whose weights cannot fit in memory, before anything is
+    allocated, naming the larger of the two sizes.
+    """
+    n_visible = check_count("n_visible", n_visible)
+    n_hidden = check_count("n_hidden", n_hidden)
+    dtype = check_dtype("dtype", dtype)
+    rng = as_generator(rng)
+    check_memory("n_hidden" if n_hidden >= n_visible else "n_visible",
+                 2 * n_visible * n_hidden * (8 + dtype.itemsize),          # float64 draws, then dtype
+                 f"init_params({n_visible}, {n_hidden}): the weights")
+    return n_visible, n_hidden, rng, dtype
 
 
 def check_count(name, value):
