@@ -90,3 +90,70 @@ def test_diagnostics_validate_their_input():
         diagnostics(params, np.zeros((4, 5)))
     with pytest.raises(ValueError, match="decoder"):
         diagnostics(params, np.zeros((4, 6)), decoder="relu")
+
+
+# --- the papers' metrics: L0, normalized MSE, dead latents, feature density -----
+
+from diagnostics import (dead_latents, feature_density, firing_fractions, l0, l0_label,  # noqa: E402
+                         normalized_mse, sparsity_metrics)
+
+# Three examples, four latents, worked by hand: row 0 fires latents 0 and 2,
+# row 1 fires latent 0, row 2 fires latents 0, 1 and 2; latent 3 never fires.
+A2_BY_HAND = np.array([[0.7, 0.0, 2.0, 0.0],
+                       [1.5, 0.0, 0.0, 0.0],
+                       [0.1, 3.0, 0.2, 0.0]])
+
+
+def test_l0_by_hand():
+    assert l0(A2_BY_HAND) == pytest.approx((2 + 1 + 3) / 3)
+    # Sigmoid units: only activations above 0.5 count; 0.7, 1.5, 2.0, 3.0 do.
+    assert l0(A2_BY_HAND, threshold=0.5) == pytest.approx((2 + 1 + 1) / 3)
+    assert l0_label(0.0) == "L0" and l0_label(0.5) == "L0 (a2 > 0.5)"
+
+
+def test_normalized_mse_by_hand():
+    X = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]])       # mean (1, 1)
+    X_hat = np.array([[0.0, 1.0], [2.0, 0.0], [1.0, 1.0]])   # errors 1 + 0 + 4 = 5
+    # sum ||x - mean||^2 = (1 + 1) + (1 + 1) + (0 + 4) = 8
+    assert normalized_mse(X, X_hat) == pytest.approx(5 / 8)
+    assert normalized_mse(X, X_hat) == pytest.approx(1 - fraction_of_variance_explained(X, X_hat))
+    assert normalized_mse(X, np.broadcast_to(X.mean(axis=0), X.shape)) == pytest.approx(1.0)
+    assert np.isnan(normalized_mse(np.ones((3, 2)), np.zeros((3, 2))))
+
+
+def test_firing_fractions_dead_latents_and_density_by_hand():
+    np.testing.assert_allclose(firing_fractions(A2_BY_HAND), [1.0, 1 / 3, 2 / 3, 0.0])
+    assert dead_latents(A2_BY_HAND) == 1
+    assert dead_latents(A2_BY_HAND, threshold=0.5) == 1       # latent 3; latent 2 fires once (2.0)
+    density = feature_density([1.0, 0.01, 0.01, 0.0, 1e-7], bins=[-3.0, -1.5, 0.0])
+    np.testing.assert_allclose(density["log10_density"], [0.0, -2.0, -2.0, -7.0])
+    assert density["dead"] == 1
+    assert density["counts"].tolist() == [3, 1]               # -2, -2 and -7 (clipped) below -1.5
+    with pytest.raises(ValueError, match="fractions"):
+        feature_density([1.5])
+
+
+def test_sparsity_metrics_agree_with_the_single_functions_in_any_block_size():
+    rng = np.random.default_rng(7)
+    X = rng.random((25, 6))
+    W = rng.standard_normal((6, 5))
+    W[:, 4] = -10.0                                          # with X >= 0: latent 4 never fires
+
+    def encode(x):
+        return np.maximum(x @ W - 0.5, 0)
+
+    def decode(a2):
+        return a2 @ W.T / 10
+
+    A2, X_hat = encode(X), decode(encode(X))
+    for block_size in (1, 4, 25, 100):
+        metrics = sparsity_metrics(encode, decode, X, block_size=block_size)
+        assert metrics["l0"] == pytest.approx(l0(A2), rel=1e-12)
+        assert metrics["normalized_mse"] == pytest.approx(normalized_mse(X, X_hat), rel=1e-12)
+        assert metrics["fve"] == pytest.approx(1 - metrics["normalized_mse"], rel=1e-12)
+        np.testing.assert_allclose(metrics["firing_fractions"], firing_fractions(A2))
+        assert metrics["dead_latents"] == dead_latents(A2) >= 1
+        assert metrics["dead_fraction"] == metrics["dead_latents"] / 5
+        assert metrics["l0_label"] == "L0" and metrics["m"] == 25 and metrics["n_hidden"] == 5
+    sigmoid = sparsity_metrics(encode, decode, X, threshold=0.5)
+    assert sigmoid["l0"] == pytest.approx(l0(A2, 0.5)) and sigmoid["l0_label"] == "L0 (a2 > 0.5)"
