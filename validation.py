@@ -403,3 +403,127 @@ def as_generator(rng) -> np.random.Generator:
     raise TypeError(
         f"rng: expected a numpy.random.Generator, an int seed or None, got {rng!r}"
     )
+
+
+# ---------------------------------------------------------------------------
+# The modern models (modern_sae.py): ReLU + L1 and TopK
+# ---------------------------------------------------------------------------
+
+
+def check_nonnegative(name, value):
+    """Return value as a Python float if it is a finite real number >= 0, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite_real(value):
+        raise TypeError(f"{name}: expected a finite real number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_k(name, value, n_hidden):
+    """Return value as an int if it is an integer with 1 <= value <= n_hidden, else raise."""
+    value = check_count(name, value)
+    if value > n_hidden:
+        raise ValueError(f"{name}: expected at most n_hidden = {n_hidden} latents, got {value!r}")
+    return value
+
+
+def check_dead(dead, n_hidden):
+    """Return ``dead`` as a plain bool array (n_hidden,), or None; else raise naming it."""
+    if dead is None:
+        return None
+    dead = plain_array("dead", dead)
+    if not isinstance(dead, np.ndarray) or dead.dtype != np.bool_:
+        raise TypeError(f"dead: expected a bool numpy array (n_hidden,) = ({n_hidden},), "
+                        f"got {getattr(dead, 'dtype', type(dead).__name__)}")
+    if dead.shape != (n_hidden,):
+        raise ValueError(f"dead: expected shape ({n_hidden},), one flag per latent, got {dead.shape}")
+    return dead
+
+
+def check_mask(name, mask, shape, per_row=None):
+    """Return ``mask`` as a plain bool array of ``shape``, or None; else raise naming it.
+
+    per_row: if given, every row must hold exactly this many True values
+    (a frozen TopK selection holds k).
+    """
+    if mask is None:
+        return None
+    mask = plain_array(name, mask)
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        raise TypeError(f"{name}: expected a bool numpy array of shape {shape}, "
+                        f"got {getattr(mask, 'dtype', type(mask).__name__)}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)} (m, n_hidden), got {mask.shape}")
+    if per_row is not None:
+        counts = mask.sum(axis=1)
+        if np.any(counts != per_row):
+            row = int(np.flatnonzero(counts != per_row)[0])
+            raise ValueError(f"{name}: expected {per_row} True values in every row, "
+                             f"row {row} has {int(counts[row])}")
+    return mask
+
+
+def check_relu_l1_call(params, X, l1, lam):
+    """Check the arguments of modern_sae.relu_l1_cost_and_grad; return (params, X, l1, lam).
+
+    X: any finite values (the decoder is linear), (m, n_visible), converted to
+    the params' dtype; l1 and lam: finite reals >= 0, returned as Python floats.
+    """
+    params = check_params(params)
+    X = check_X(X, params, decoder="linear")
+    return params, X, check_nonnegative("l1", l1), check_nonnegative("lam", lam)
+
+
+def check_topk_call(params, X, k, aux_k, alpha, dead, lam, mask=None, aux_mask=None,
+                    aux_target=None):
+    """Check the arguments of modern_sae.topk_cost_and_grad.
+
+    Returns (params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target):
+    k an int in [1, n_hidden]; aux_k None or an int in [1, n_hidden], and then
+    m >= 2 (AuxK divides by the spread of the residuals over the batch);
+    alpha, lam Python floats >= 0; dead None or bool (n_hidden,); mask None or
+    bool (m, n_hidden) with k True per row; aux_mask None or bool (m, n_hidden)
+    True only on dead latents; aux_target None or (m, n_visible) finite.
+    """
+    params = check_params(params)
+    X = check_X(X, params, decoder="linear")
+    m, n_hidden = X.shape[0], params["W1"].shape[0]
+    k = check_k("k", k, n_hidden)
+    if aux_k is not None:
+        aux_k = check_k("aux_k", aux_k, n_hidden)
+        if m < 2:
+            raise ValueError(f"aux_k: AuxK divides by the spread of the residuals over the "
+                             f"batch, which needs m >= 2 examples, got m = {m}")
+    alpha = check_nonnegative("alpha", alpha)
+    dead = check_dead(dead, n_hidden)
+    lam = check_nonnegative("lam", lam)
+    mask = check_mask("mask", mask, (m, n_hidden), per_row=k)
+    aux_mask = check_mask("aux_mask", aux_mask, (m, n_hidden))
+    if aux_mask is not None and (dead is None or np.any(aux_mask & ~dead)):
+        raise ValueError("aux_mask: expected True only on dead latents (dead[j] True)")
+    if aux_target is not None:
+        aux_target = check_matrix("aux_target", aux_target, X.shape[1], X.dtype)
+        if aux_target.shape[0] != m:
+            raise ValueError(f"aux_target: expected shape {X.shape} like X, got {aux_target.shape}")
+    return params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target
+
+
+def check_spread(spread):
+    """Raise if the residuals' spread sum ||e - mean(e)||^2 is 0: AuxK's L_aux is undefined."""
+    if not spread > 0:
+        raise ValueError("aux_k: every residual e = x - x_hat of the batch is the same, so "
+                         "AuxK's normalization sum ||e - mean(e)||^2 is 0")
+
+
+def check_z2(z2):
+    """Return pre-activations z2 as a 2-D float array (m, n_hidden), finite; else raise naming it.
+
+    float32 and float64 stay as they are; other real dtypes become float64.
+    """
+    z2 = plain_array("z2", z2)
+    if not isinstance(z2, np.ndarray):
+        z2 = np.asarray(z2)
+    if z2.ndim != 2:
+        raise ValueError(f"z2: expected a 2-D array (m, n_hidden), got shape {z2.shape}")
+    dtype = z2.dtype if z2.dtype in DTYPES else np.dtype(np.float64)
+    return check_matrix("z2", z2, z2.shape[1], dtype)

@@ -1,0 +1,413 @@
+"""Today's sparse autoencoders, in the notes' style: ReLU + L1 and TopK.
+
+Read ``sparse_autoencoder.cost_and_grad`` first (the notes' model), then
+docs/modern_sae.md (the bridge: what changes and why, every gradient derived
+by hand), then the two ``*_cost_and_grad`` functions below, one equation a
+line, with the notes' names.
+
+Both models keep the notes' parameter dict and shapes: ``W1`` (n_hidden,
+n_visible) the encoder, ``b1`` (n_hidden,), ``W2`` (n_visible, n_hidden) the
+decoder, whose column ``W2[:, j]`` is latent j's feature, ``b2``
+(n_visible,). So ``pack``, ``unpack``, ``check_params`` and every tool that
+takes params work on them unchanged. What is new:
+
+    x_bar = x - b2                     the decoder bias is subtracted from the input first
+    z2 = W1 x_bar + b1                 rows: z2 = x_bar @ W1.T + b1       (m, n_hidden)
+    a2 = max(z2, 0)                    ReLU; TopK keeps only the k largest of each row
+    x_hat = W2 a2 + b2                 a linear decoder: x_hat = a2 @ W2.T + b2   (m, n_visible)
+
+Reconstruction, in both models and everywhere in the project, is the notes'
+(1/m) sum_i 1/2 ||x_hat_i - x_i||^2.
+
+ReLU + L1 (Anthropic, "Towards Monosemanticity" 2023 and its April 2024
+update): J = reconstruction + l1 (1/m) sum_i sum_j a2_ij ||W2[:, j]||
+(+ lam/2 (||W1||^2 + ||W2||^2), 0 by default).
+
+TopK (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): no
+penalty; a2 keeps in each row the k largest entries of z2, with ReLU applied
+to them, and 0 elsewhere. The decoder's columns have unit norm: training
+removes from each column's gradient its component along the column
+(``project_decoder_grad``) and renormalizes after the step
+(``normalize_decoder``); the cost function itself never renormalizes.
+Optional AuxK (their appendix on dead latents): alpha L_aux, see
+``topk_cost_and_grad``.
+
+The gradients are derived by hand in docs/modern_sae.md, checked against
+central differences by ``python gradcheck.py`` (at points away from the
+kinks, with the selection frozen and checked unchanged) and against the
+per-example loops of ``reference.py`` by the tests. Argument checks live in
+``validation.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memory import check_memory
+from validation import (as_generator, check_A2, check_count, check_dtype, check_k, check_matrix,
+                        check_params, check_relu_l1_call, check_spread, check_topk_call, check_X,
+                        check_z2)
+
+__all__ = ["MODELS", "init_relu_l1", "init_topk", "relu_l1_cost_and_grad", "relu_l1_cost_terms",
+           "topk_cost_and_grad", "topk_cost_terms", "preactivations", "encode_relu",
+           "encode_topk", "decode_linear", "topk_mask", "auxk_mask", "project_decoder_grad",
+           "normalize_decoder", "column_norms"]
+
+MODELS = ("relu_l1", "topk")
+
+
+# ---------------------------------------------------------------------------
+# Initialization
+# ---------------------------------------------------------------------------
+
+
+def init_relu_l1(n_visible, n_hidden, rng=None, dtype=np.float64, X=None) -> dict:
+    """Anthropic's initialization (April 2024 update), in the notes' layout.
+
+    W2 (n_visible, n_hidden): columns in uniformly random directions, each of
+    norm 0.1 (the update uses a small fixed norm); W1 = W2.T (a copy: tied at
+    the start only); b1 = 0. b2 = 0, or the mean of X (m, n_visible) if X is
+    given, so that x_bar = x - b2 starts centered ("Towards Monosemanticity"
+    started b2 at the data's geometric median).
+
+    rng: a ``numpy.random.Generator``, an int seed, or None. dtype: float32 or float64.
+    """
+    return _tied_init(n_visible, n_hidden, rng, dtype, X, column_norm=0.1)
+
+
+def init_topk(n_visible, n_hidden, rng=None, dtype=np.float64, X=None) -> dict:
+    """Gao et al.'s initialization, in the notes' layout.
+
+    W2 (n_visible, n_hidden): columns in uniformly random directions, of unit
+    norm; W1 = W2.T (a copy: tied at the start only); b1 = 0. b2 = the mean of
+    X (m, n_visible) if X is given, else 0 (the paper uses the geometric
+    median; the mean is the notes' kind of statistic and nearly as central).
+
+    rng: a ``numpy.random.Generator``, an int seed, or None. dtype: float32 or float64.
+    """
+    return _tied_init(n_visible, n_hidden, rng, dtype, X, column_norm=1.0)
+
+
+def _tied_init(n_visible, n_hidden, rng, dtype, X, column_norm):
+    n_visible = check_count("n_visible", n_visible)
+    n_hidden = check_count("n_hidden", n_hidden)
+    dtype = check_dtype("dtype", dtype)
+    rng = as_generator(rng)
+    check_memory("n_hidden" if n_hidden >= n_visible else "n_visible",
+                 2 * n_visible * n_hidden * (8 + dtype.itemsize),
+                 f"init({n_visible}, {n_hidden}): the weights")
+    directions = rng.standard_normal((n_visible, n_hidden))       # isotropic: random directions
+    W2 = (column_norm * normalize_decoder(directions)).astype(dtype)
+    b2 = np.zeros(n_visible, dtype=dtype)
+    if X is not None:
+        X = check_matrix("X", X, n_visible, np.float64)
+        b2 = X.mean(axis=0).astype(dtype)
+    return {"W1": W2.T.copy(), "b1": np.zeros(n_hidden, dtype=dtype), "W2": W2, "b2": b2}
+
+
+# ---------------------------------------------------------------------------
+# The pieces: pre-activations, selection, decoder columns
+# ---------------------------------------------------------------------------
+
+
+def preactivations(params, X):
+    """z2 = (X - b2) @ W1.T + b1, shape (m, n_hidden): both models' encoder before ReLU/TopK."""
+    params = check_params(params)
+    X = check_X(X, params, decoder="linear")
+    return (X - params["b2"]) @ params["W1"].T + params["b1"]
+
+
+def topk_mask(z2, k):
+    """bool (m, n_hidden): True at the k largest entries of each row of z2.
+
+    O(m n_hidden): ``np.partition`` (the selection algorithm of
+    ``np.argpartition``) finds each row's k-th largest value, then every
+    entry above it is kept, and of the entries equal to it the ones with
+    the lowest column indices, as many as are needed to make k. So ties are
+    broken deterministically, towards lower indices, and every row has
+    exactly k True.
+    """
+    z2 = check_z2(z2)
+    n_hidden = z2.shape[1]
+    k = check_k("k", k, n_hidden)
+    kth_largest = np.partition(z2, n_hidden - k, axis=1)[:, [n_hidden - k]]   # (m, 1)
+    above = z2 > kth_largest                                                  # (m, n_hidden)
+    tied = z2 == kth_largest                                                  # (m, n_hidden)
+    places_left = k - above.sum(axis=1, keepdims=True)                        # (m, 1)
+    return above | (tied & (np.cumsum(tied, axis=1) <= places_left))
+
+
+def auxk_mask(z2, dead, aux_k):
+    """bool (m, n_hidden): in each row, the aux_k largest z2 among the dead latents.
+
+    dead: bool (n_hidden,). When fewer than aux_k latents are dead, all of
+    them are selected (Gao et al.'s code takes the top aux_k of z2 with the
+    live latents set to -inf; those come out of the ReLU as 0). No dead
+    latent: no True.
+    """
+    z2 = check_z2(z2)
+    dead_columns = np.flatnonzero(dead)                         # the dead latents' indices
+    selected = np.zeros(z2.shape, dtype=bool)                   # (m, n_hidden)
+    if dead_columns.size:
+        chosen = topk_mask(z2[:, dead_columns], min(aux_k, dead_columns.size))
+        selected[:, dead_columns] = chosen
+    return selected
+
+
+def column_norms(W2):
+    """||W2[:, j]|| for every latent j, shape (n_hidden,)."""
+    return np.sqrt(np.sum(W2 ** 2, axis=0))
+
+
+def normalize_decoder(W2):
+    """A new array: W2 with every column divided by its norm (unit-norm columns).
+
+    A column of zeros stays zero (it has no direction). This is the map
+    W2 -> normalize(W2) that TopK training applies after every step.
+    """
+    W2 = np.asarray(W2)
+    norms = column_norms(W2)                                    # (n_hidden,)
+    return W2 / np.where(norms > 0, norms, 1)
+
+
+def project_decoder_grad(W2, grad_W2):
+    """grad_W2 with each column's component along that column of W2 removed.
+
+    With u_j = W2[:, j] / ||W2[:, j]||: g_j - u_j (u_j . g_j), for every j.
+    At a unit-norm W2 this is the gradient of theta -> J with W2 replaced
+    by normalize(W2): the derivative of w / ||w|| at ||w|| = 1 is
+    I - w w^T (docs/modern_sae.md). A step along it changes each column's
+    direction and, to first order, not its norm.
+    """
+    U = normalize_decoder(W2)                                   # (n_visible, n_hidden)
+    along = np.sum(U * grad_W2, axis=0)                         # (n_hidden,): u_j . g_j
+    return grad_W2 - U * along
+
+
+# ---------------------------------------------------------------------------
+# ReLU + L1
+# ---------------------------------------------------------------------------
+
+
+def relu_l1_cost_and_grad(params, X, *, l1=1.0, lam=0.0):
+    """J and its gradient for ReLU + L1 (Anthropic, April 2024), all m rows at once.
+
+    params: W1 (n_hidden, n_visible), b1 (n_hidden,), W2 (n_visible, n_hidden),
+            b2 (n_visible,); float32 or float64, the computation's dtype.
+    X:      (m, n_visible), any finite values.
+    l1:     the sparsity weight (their lambda) >= 0.   lam: weight decay >= 0 (default 0).
+
+        J = (1/m) sum_i 1/2 ||x_hat_i - x_i||^2                   reconstruction
+          + l1 (1/m) sum_i sum_j a2_ij ||W2[:, j]||               sparsity
+          + (lam/2) (sum W1^2 + sum W2^2)                         weight decay
+
+    Returns (cost, grads): a Python float and a dict with the params' keys,
+    shapes and dtype. At the ReLU's kink, z2 = 0, the derivative 0 is used.
+    docs/modern_sae.md derives each line of the backward pass.
+    """
+    params, X, l1, lam = check_relu_l1_call(params, X, l1, lam)
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    m = X.shape[0]
+
+    # Forward pass.
+    x_bar = X - b2                                         # (m, n_visible): b2 subtracted first
+    z2 = x_bar @ W1.T + b1                                 # (m, n_hidden)
+    a2 = np.maximum(z2, 0)                                 # (m, n_hidden): ReLU
+    x_hat = a2 @ W2.T + b2                                 # (m, n_visible)
+    norms = column_norms(W2)                               # (n_hidden,): ||W2[:, j]||
+
+    # The cost J.
+    reconstruction = np.sum((x_hat - X) ** 2) / (2 * m)
+    sparsity = l1 * np.sum(a2 * norms) / m
+    weight_decay = (lam / 2) * (np.sum(W1 ** 2) + np.sum(W2 ** 2))
+    cost = reconstruction + sparsity + weight_decay
+
+    # Backward pass: delta = m dJ/dz, as in the notes.
+    delta3 = x_hat - X                                     # (m, n_visible); linear decoder
+    delta2 = (delta3 @ W2 + l1 * norms) * (z2 > 0)         # (m, n_hidden); ReLU' = 1{z2 > 0}
+
+    # The gradient. b2 enters twice: in x_hat (+delta3) and in x_bar (-delta2 @ W1).
+    grad_W1 = delta2.T @ x_bar / m + lam * W1              # (n_hidden, n_visible)
+    grad_b1 = delta2.sum(axis=0) / m                       # (n_hidden,)
+    grad_W2 = (delta3.T @ a2 / m                           # (n_visible, n_hidden)
+               + l1 * normalize_decoder(W2) * a2.mean(axis=0)   # d||w||/dw = w / ||w||
+               + lam * W2)
+    grad_b2 = (delta3 - delta2 @ W1).sum(axis=0) / m       # (n_visible,)
+    return float(cost), {"W1": grad_W1, "b1": grad_b1, "W2": grad_W2, "b2": grad_b2}
+
+
+def relu_l1_cost_terms(params, X, *, l1=1.0, lam=0.0) -> dict:
+    """The parts of ReLU + L1's J, from the forward pass alone.
+
+    Arguments as ``relu_l1_cost_and_grad``. Returns Python floats:
+    ``reconstruction`` ((1/m) sum_i 1/2 ||x_hat_i - x_i||^2), ``sparsity``,
+    ``weight_decay`` and ``cost`` (their sum, J).
+    """
+    params, X, l1, lam = check_relu_l1_call(params, X, l1, lam)
+    W1, W2 = params["W1"], params["W2"]
+    m = X.shape[0]
+    a2 = _encode_relu(params, X)                           # (m, n_hidden)
+    x_hat = _decode_linear(params, a2)                     # (m, n_visible)
+    terms = {
+        "reconstruction": np.sum((x_hat - X) ** 2) / (2 * m),
+        "sparsity": l1 * np.sum(a2 * column_norms(W2)) / m,
+        "weight_decay": (lam / 2) * (np.sum(W1 ** 2) + np.sum(W2 ** 2)),
+    }
+    terms = {name: float(value) for name, value in terms.items()}
+    terms["cost"] = sum(terms.values())
+    return terms
+
+
+# ---------------------------------------------------------------------------
+# TopK, with the optional AuxK loss
+# ---------------------------------------------------------------------------
+
+
+def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.0,
+                       mask=None, aux_mask=None, aux_target=None):
+    """J and its gradient for TopK (Gao et al. 2024), all m rows at once.
+
+    params, X: as ``relu_l1_cost_and_grad``; training keeps W2's columns at unit norm.
+    k:       latents kept per example, 1 <= k <= n_hidden.
+    aux_k:   None (no AuxK), or the number of dead latents AuxK uses per example.
+    alpha:   AuxK's weight >= 0 (the paper's 1/32).
+    dead:    None or bool (n_hidden,): the dead latents (AuxK uses only them;
+             None or none dead: no AuxK term).
+    lam:     weight decay >= 0 (default 0; the paper uses none).
+    mask, aux_mask: None, or a frozen selection, bool (m, n_hidden): used instead of
+             ``topk_mask(z2, k)`` and ``auxk_mask(z2, dead, aux_k)`` (the gradient
+             checker freezes them; the ReLU still applies).
+    aux_target: None, or a frozen e (m, n_visible) for AuxK instead of X - x_hat.
+
+    Forward (Gao et al.: z = TopK(W_enc (x - b_pre)), b_pre being our b2; their
+    code adds an encoder bias, our b1, before the TopK):
+
+        z2 = (x - b2) W1^T + b1;  a2 = ReLU of the k largest z2 of the row, 0 elsewhere
+        x_hat = a2 W2^T + b2
+        J = (1/m) sum_i 1/2 ||x_hat_i - x_i||^2 + alpha L_aux + (lam/2) (sum W1^2 + sum W2^2)
+
+    AuxK: e = X - x_hat (m, n_visible), held constant (no gradient flows into
+    it); e_hat = a_aux @ W2.T, the reconstruction without b2 from a_aux, the
+    ReLU of the aux_k largest z2 among the dead latents of each row;
+
+        L_aux = sum_i ||e_i - e_hat_i||^2 / sum_i ||e_i - e_mean||^2,
+        e_mean = (1/m) sum_i e_i  (n_visible,)
+
+    both sums over all m examples and all n_visible coordinates: the
+    normalized MSE of e_hat as a prediction of e over the batch (no 1/2 and
+    no 1/m: they would cancel in the ratio). It needs m >= 2.
+
+    Returns (cost, grads): a Python float and a dict of the params' keys,
+    shapes and dtype. grads["W2"] is the raw gradient, not projected (see
+    ``project_decoder_grad``); the AuxK part is the gradient with e held
+    constant, as the paper's stop-gradient. At the kinks (ties at the k-th
+    place, z2 = 0) the derivative of the selected piece is used.
+    """
+    params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target = check_topk_call(
+        params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target)
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    m = X.shape[0]
+
+    # Forward pass.
+    x_bar = X - b2                                         # (m, n_visible): b2 subtracted first
+    z2 = x_bar @ W1.T + b1                                 # (m, n_hidden)
+    selected = topk_mask(z2, k) if mask is None else mask  # (m, n_hidden) bool, k per row
+    a2 = selected * np.maximum(z2, 0)                      # (m, n_hidden): ReLU of the top k
+    x_hat = a2 @ W2.T + b2                                 # (m, n_visible)
+
+    # The cost J (AuxK's part below).
+    reconstruction = np.sum((x_hat - X) ** 2) / (2 * m)
+    weight_decay = (lam / 2) * (np.sum(W1 ** 2) + np.sum(W2 ** 2))
+
+    # Backward pass: delta = m dJ/dz, as in the notes.
+    delta3 = x_hat - X                                     # (m, n_visible)
+    delta2_reconstruction = (delta3 @ W2) * selected * (z2 > 0)     # (m, n_hidden)
+
+    # AuxK: the dead latents' best try at the residual e, held constant.
+    if aux_k is not None and dead is not None and dead.any():
+        e = X - x_hat if aux_target is None else aux_target           # (m, n_visible)
+        aux_selected = auxk_mask(z2, dead, aux_k) if aux_mask is None else aux_mask
+        a_aux = aux_selected * np.maximum(z2, 0)                      # (m, n_hidden)
+        e_hat = a_aux @ W2.T                                          # (m, n_visible), no b2
+        spread = np.sum((e - e.mean(axis=0)) ** 2)                    # sum_i ||e_i - e_mean||^2
+        check_spread(spread)
+        aux = alpha * np.sum((e_hat - e) ** 2) / spread
+        aux_delta3 = (2 * alpha * m / spread) * (e_hat - e)           # (m, n_visible): m dJ/de_hat
+        aux_delta2 = (aux_delta3 @ W2) * aux_selected * (z2 > 0)      # (m, n_hidden)
+        aux_grad_W2 = aux_delta3.T @ a_aux / m                        # (n_visible, n_hidden)
+    else:
+        aux, aux_delta2, aux_grad_W2 = 0.0, 0.0, 0.0
+    cost = reconstruction + aux + weight_decay
+    delta2 = delta2_reconstruction + aux_delta2            # (m, n_hidden)
+
+    # The gradient. b2 enters twice: in x_hat (+delta3) and in x_bar (-delta2 @ W1).
+    grad_W1 = delta2.T @ x_bar / m + lam * W1              # (n_hidden, n_visible)
+    grad_b1 = delta2.sum(axis=0) / m                       # (n_hidden,)
+    grad_W2 = delta3.T @ a2 / m + aux_grad_W2 + lam * W2   # (n_visible, n_hidden), not projected
+    grad_b2 = (delta3 - delta2 @ W1).sum(axis=0) / m       # (n_visible,)
+    return float(cost), {"W1": grad_W1, "b1": grad_b1, "W2": grad_W2, "b2": grad_b2}
+
+
+def topk_cost_terms(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.0) -> dict:
+    """The parts of TopK's J, from the forward pass alone.
+
+    Arguments as ``topk_cost_and_grad``. Returns Python floats:
+    ``reconstruction`` ((1/m) sum_i 1/2 ||x_hat_i - x_i||^2), ``sparsity``
+    (0.0: TopK has no penalty, k is the constraint), ``auxk`` (alpha L_aux,
+    0.0 without AuxK or dead latents), ``weight_decay`` and ``cost`` (J).
+    """
+    params, X, k, aux_k, alpha, dead, lam, *_ = check_topk_call(
+        params, X, k, aux_k, alpha, dead, lam)
+    W1, W2 = params["W1"], params["W2"]
+    m = X.shape[0]
+    z2 = (X - params["b2"]) @ W1.T + params["b1"]          # (m, n_hidden)
+    a2 = topk_mask(z2, k) * np.maximum(z2, 0)              # (m, n_hidden)
+    x_hat = _decode_linear(params, a2)                     # (m, n_visible)
+    terms = {
+        "reconstruction": np.sum((x_hat - X) ** 2) / (2 * m),
+        "sparsity": 0.0,
+        "auxk": 0.0,
+        "weight_decay": (lam / 2) * (np.sum(W1 ** 2) + np.sum(W2 ** 2)),
+    }
+    if aux_k is not None and dead is not None and dead.any():
+        e = X - x_hat                                      # (m, n_visible)
+        e_hat = (auxk_mask(z2, dead, aux_k) * np.maximum(z2, 0)) @ W2.T
+        spread = np.sum((e - e.mean(axis=0)) ** 2)
+        check_spread(spread)
+        terms["auxk"] = alpha * np.sum((e_hat - e) ** 2) / spread
+    terms = {name: float(value) for name, value in terms.items()}
+    terms["cost"] = sum(terms.values())
+    return terms
+
+
+# ---------------------------------------------------------------------------
+# Encoding and decoding
+# ---------------------------------------------------------------------------
+
+
+def encode_relu(params, X):
+    """ReLU + L1's features a2 = max(z2, 0), z2 = (X - b2) @ W1.T + b1: (m, n_hidden)."""
+    params = check_params(params)
+    X = check_X(X, params, decoder="linear")
+    return _encode_relu(params, X)
+
+
+def encode_topk(params, X, k):
+    """TopK's features: in each row the ReLU of the k largest z2, 0 elsewhere: (m, n_hidden)."""
+    z2 = preactivations(params, X)                         # checks params and X
+    return topk_mask(z2, k) * np.maximum(z2, 0)
+
+
+def decode_linear(params, A2):
+    """The reconstruction x_hat = A2 @ W2.T + b2 from features A2 (m, n_hidden): (m, n_visible)."""
+    params = check_params(params)
+    A2 = check_A2(A2, params)
+    return _decode_linear(params, A2)
+
+
+def _encode_relu(params, X):
+    return np.maximum((X - params["b2"]) @ params["W1"].T + params["b1"], 0)   # a2
+
+
+def _decode_linear(params, a2):
+    return a2 @ params["W2"].T + params["b2"]                                  # x_hat
