@@ -5,7 +5,9 @@ Library:
     relative_difference(a, b)                ||a - b|| / ||a + b||, the exercise's measure
     check_gradient(objective, theta, unpack, eps)   one check: J, errors per parameter block
     AUTOENCODER_STAGES, Stage                UFLDL's staged check of a cost_and_grad
-    STAGES                                   those, then SoftmaxStage (softmax.py)
+    MODERN_STAGES, ModernStage               modern_sae.py's ReLU + L1, TopK, TopK + AuxK, at the kinks
+    STAGES                                   those, SoftmaxStage (softmax.py), then MODERN_STAGES
+    make_modern_problem, kink_margins        their net, away from every kink, and its margins
     run_stages(cost_fn, ...)                 run a list of stages; an error is one StageError
     failing_stages, format_table, format_settings, format_verdict   the printed report
     load_cost_function("FILE.py:NAME")       the function that --cost names
@@ -18,8 +20,11 @@ It first checks the checker on h(x) = x1^2 + 3 x1 x2 at (4, 10). Then it
 checks, stage by stage (reconstruction only, + weight decay, + KL sparsity,
 L1 sparsity, linear decoder, everything together), the readable
 ``sparse_autoencoder.cost_and_grad`` and the tuned ``fast.cost_and_grad``,
-each in a section of its own, and finally the softmax classifier of
-softmax.py. ``--cost`` checks any function with cost_and_grad's signature
+each in a section of its own, then the softmax classifier of softmax.py,
+and finally modern_sae.py's ReLU + L1 and TopK (with and without AuxK) in
+one section, on a net of their own chosen away from the kinks of ReLU and
+TopK, with the selections frozen and checked unchanged (``ModernStage``).
+``--cost`` checks any function with cost_and_grad's signature
 instead (``exercise.py:cost_and_grad``, the exercise's skeleton, for one).
 One row per stage; a function that raises or returns something that is not
 (cost, grads) gets one line per stage saying so. Exit status 0 when every
@@ -46,6 +51,7 @@ import numpy as np
 
 from argtypes import nonnegative_int, positive_float, positive_int
 import fast
+import modern_sae
 import sparse_autoencoder as sae
 
 TOLERANCE = 1e-9          # UFLDL: a correct autoencoder gradient gives diff < 1e-9
@@ -114,6 +120,7 @@ class GradientCheck:
     max_abs_error: block name -> max |numerical - analytic| in that block.
     cost: J at the checked parameters. numerical, analytic: block name ->
     array of that block's shape (for ``--show``; None when not kept).
+    notes: lines the command prints under its section's table (the kink margins).
     """
 
     relative_difference: float
@@ -121,6 +128,7 @@ class GradientCheck:
     cost: float = float("nan")
     numerical: dict | None = None
     analytic: dict | None = None
+    notes: tuple = ()
 
 
 class BadReturnValue(ValueError):
@@ -291,7 +299,6 @@ AUTOENCODER_STAGES = [
     Stage("linear decoder", dict(decoder="linear", penalty="none", lam=0.0)),
     Stage("everything together", dict(decoder="linear", penalty="kl", rho=RHO, beta=BETA, lam=LAM)),
 ]
-STAGES = AUTOENCODER_STAGES + [SoftmaxStage()]
 
 
 def make_problem(n_visible=8, n_hidden=5, n_examples=10, seed=0):
@@ -311,6 +318,199 @@ def make_problem(n_visible=8, n_hidden=5, n_examples=10, seed=0):
     params["b2"][:] = rng.uniform(-0.1, 0.1, n_visible)
     X = rng.uniform(0.0, 1.0, size=(n_examples, n_visible)) ** 3
     return params, X
+
+
+# ---------------------------------------------------------------------------
+# Today's models (modern_sae.py): ReLU + L1, TopK, TopK + AuxK, honest at the kinks
+# ---------------------------------------------------------------------------
+
+# ReLU has a kink at z2 = 0, TopK one wherever the k-th and (k+1)-th z2 of a
+# row swap. A central difference across a kink measures neither side's
+# derivative. So these stages run where no kink is within reach: on a net
+# whose margins (the smallest |z2| of the units in use, the smallest gap
+# between the k-th and (k+1)-th z2 of a row) are at least MARGIN_FACTOR
+# times the most one step of eps can move any z2. In addition the TopK
+# selections are frozen from the unperturbed pass (``mask``, ``aux_mask``), and
+# every perturbed pass asserts that the selection it would have made itself,
+# and the sign pattern of z2, are the unperturbed ones.
+MARGIN_FACTOR = 100
+MODERN_STEP_FACTOR = 0.1     # their step is eps / 10: see ModernStage
+MODERN_TITLE = "modern_sae.py: ReLU + L1 and TopK (docs/modern_sae.md)"
+
+
+def make_modern_problem(n_visible=8, n_hidden=8, n_examples=10, seed=0, *, k=3, aux_k=2,
+                        dead=(4, 5, 6, 7), eps=EPS):
+    """The net of the modern stages: (params, X, seed used), float64, away from every kink.
+
+    W2 has random unit-norm columns (TopK's decoder); W1 = W2.T plus noise
+    of scale 0.3 (untied, so that a transposition error shows); b1, b2
+    uniform on [-0.2, 0.2]; X standard normal (n_examples, n_visible), like
+    centered activations. The seed used is the first from ``seed`` on whose
+    margins (``kink_margins``) all reach MARGIN_FACTOR times the largest
+    move of z2 under one step of eps.
+    """
+    for candidate in range(seed, seed + 1000):
+        rng = np.random.default_rng(candidate)
+        W2 = modern_sae.normalize_decoder(rng.standard_normal((n_visible, n_hidden)))
+        params = {
+            "W1": W2.T + 0.3 * rng.standard_normal((n_hidden, n_visible)),
+            "b1": rng.uniform(-0.2, 0.2, n_hidden),
+            "W2": W2,
+            "b2": rng.uniform(-0.2, 0.2, n_visible),
+        }
+        X = rng.standard_normal((n_examples, n_visible))
+        margins = kink_margins(params, X, k=k, aux_k=aux_k, dead=_dead_flags(dead, n_hidden),
+                               eps=eps)
+        if min(margins[name] for name in margins if name != "move") >= MARGIN_FACTOR * margins["move"]:
+            return params, X, candidate
+    raise ValueError(f"no seed in [{seed}, {seed + 1000}) keeps every kink "
+                     f"{MARGIN_FACTOR} steps away; use a smaller eps")
+
+
+def kink_margins(params, X, *, k, aux_k, dead, eps=EPS) -> dict:
+    """How far the net is from the kinks, and how far one step of eps can move z2.
+
+    move:     the largest change of any z2 = (X - b2) @ W1.T + b1 when one parameter
+              moves by eps: eps * max(|X - b2|, |W1|, 1) (W1[j, l] moves z2[:, j] by
+              eps x_bar[:, l]; b2[l] moves it by -eps W1[j, l]; b1[j] by eps; W2 not at all).
+    relu:     the smallest |z2| over all units (ReLU + L1 uses them all).
+    topk_relu, topk_gap: the smallest |z2| among the k selected units of each row; the
+              smallest gap between the k-th and (k+1)-th largest z2 of a row (none if k = n_hidden).
+    aux_relu, aux_gap: the same for AuxK's aux_k among the dead latents.
+    """
+    z2 = modern_sae.preactivations(params, X)                 # (m, n_hidden)
+    x_bar = X - params["b2"]
+    margins = {"move": eps * max(np.abs(x_bar).max(), np.abs(params["W1"]).max(), 1.0),
+               "relu": np.abs(z2).min()}
+    for name, values, count in (("topk", z2, k), ("aux", z2[:, dead], aux_k)):
+        descending = -np.sort(-values, axis=1)
+        chosen = descending[:, :count]
+        margins[f"{name}_relu"] = np.abs(chosen).min()
+        if count < values.shape[1]:
+            margins[f"{name}_gap"] = (descending[:, count - 1] - descending[:, count]).min()
+    return {name: float(value) for name, value in margins.items()}
+
+
+def _dead_flags(dead, n_hidden):
+    flags = np.zeros(n_hidden, dtype=bool)
+    flags[list(dead)] = True
+    return flags
+
+
+class KinkCrossed(ValueError):
+    """A perturbed pass changed the selection or the ReLU pattern: the check is not honest."""
+
+
+@dataclass(frozen=True)
+class ModernStage:
+    """One stage of modern_sae.py's section, on ``make_modern_problem(seed)``.
+
+    model "relu_l1": J = relu_l1_cost_and_grad, every block raw.
+    model "topk": theta -> J with W2 replaced by normalize_decoder(W2), the
+    selections (and AuxK's e) frozen from the unperturbed pass; its W2 block
+    is ``project_decoder_grad(W2, grads["W2"])``, the derivative of that
+    function at the unit-norm W2 of the problem. Both assert that no perturbed
+    pass changes the TopK selections or the sign of any z2 (KinkCrossed), and
+    report the margins in ``notes``. The autoencoder's cost_fn, params and X
+    are not used.
+    """
+
+    name: str
+    model: str
+    settings: dict = field(default_factory=dict)
+    seed: int = 0
+    title: str = MODERN_TITLE
+    step_factor: float = MODERN_STEP_FACTOR
+
+    def check(self, cost_fn, params, X, eps=EPS) -> GradientCheck:
+        eps = eps * self.step_factor
+        settings = dict(self.settings)
+        dead_latents = settings.pop("dead", (4, 5, 6, 7))
+        k, aux_k = settings.get("k", 3), settings.get("aux_k")
+        params, X, seed = make_modern_problem(seed=self.seed, k=k, aux_k=aux_k or 2,
+                                              dead=dead_latents, eps=eps)
+        n_hidden, n_visible = params["W1"].shape
+        dead = _dead_flags(dead_latents, n_hidden)
+        z2 = modern_sae.preactivations(params, X)
+        frozen = {"positive": z2 > 0}
+        if self.model == "topk":
+            frozen["mask"] = modern_sae.topk_mask(z2, k)
+            if aux_k is not None:
+                frozen["aux_mask"] = modern_sae.auxk_mask(z2, dead, aux_k)
+                settings.update(dead=dead, aux_mask=frozen["aux_mask"],
+                                aux_target=X - modern_sae.decode_linear(
+                                    params, frozen["mask"] * np.maximum(z2, 0)))
+            settings["mask"] = frozen["mask"]
+            if not np.allclose(modern_sae.column_norms(params["W2"]), 1, rtol=0, atol=1e-12):
+                raise ValueError("the TopK stages need unit-norm decoder columns")
+        passes = {"total": 0, "changed": 0}
+
+        def objective(p):
+            passes["total"] += 1
+            if _kinks_crossed(p, X, frozen, k, aux_k, dead):
+                passes["changed"] += 1
+            if self.model == "relu_l1":
+                return modern_sae.relu_l1_cost_and_grad(p, X, **settings)
+            unit = dict(p, W2=modern_sae.normalize_decoder(p["W2"]))
+            cost, grads = modern_sae.topk_cost_and_grad(unit, X, **settings)
+            return cost, dict(grads, W2=modern_sae.project_decoder_grad(p["W2"], grads["W2"]))
+
+        result = check_gradient(objective, sae.pack(params),
+                                lambda theta: sae.unpack(theta, n_visible, n_hidden), eps)
+        if passes["changed"]:
+            raise KinkCrossed(f"{passes['changed']} of {passes['total']} passes changed the "
+                              f"selection or the sign of a z2: a kink within one step")
+        margins = kink_margins(params, X, k=k, aux_k=aux_k or 2, dead=dead, eps=eps)
+        chosen = f"seed {seed}" + (f", the first from {self.seed} this far from every kink"
+                                   if seed != self.seed else "")
+        paragraph = (
+            f"the net: {n_visible} visible, {n_hidden} hidden, {X.shape[0]} examples ({chosen}), "
+            f"float64, X standard normal, W2's columns of unit norm. Step eps * "
+            f"{self.step_factor:g} = {eps:g} (w / ||w|| is curved: at the notes' 1e-4 its "
+            f"truncation error alone nears 1e-9). TopK's W2: the projected gradient against "
+            f"J(normalize(W2)). Kinks: the sign of every z2 and the TopK selections (frozen from "
+            f"the unperturbed pass) stayed put in all {passes['total'] - 1} perturbed passes of "
+            f"each stage. One step moves any z2 by at most {margins['move']:.2g}; the margins:")
+        notes = textwrap.fill(paragraph, width=LINE_WIDTH, initial_indent="  ",
+                              subsequent_indent="  ", break_on_hyphens=False).splitlines()
+        notes.append(self._margin_line(margins))
+        return GradientCheck(result.relative_difference, result.max_abs_error, result.cost,
+                             result.numerical, result.analytic, tuple(notes))
+
+    def _margin_line(self, margins):
+        """One line: this stage's margins, and each as a number of steps' moves of z2."""
+        move = margins["move"]
+        shown = lambda key, label: f"{label} {margins[key]:.2g} ({margins[key] / move:.0f} moves)"  # noqa: E731
+        if self.model == "relu_l1":
+            parts = [shown("relu", "min |z2|")]
+        elif self.settings.get("aux_k") is None:
+            parts = [shown("topk_relu", "min |z2| of the top k")]
+            if "topk_gap" in margins:
+                parts.append(shown("topk_gap", "gap k-th/(k+1)-th"))
+        else:
+            parts = [shown("aux_relu", "AuxK's top aux_k of the dead: min |z2|")]
+            if "aux_gap" in margins:
+                parts.append(shown("aux_gap", "gap"))
+        return _fit(f"    {self.name.ljust(11)}  {', '.join(parts)}")
+
+
+def _kinks_crossed(params, X, frozen, k, aux_k, dead):
+    """True if at these params the sign of some z2, or a TopK selection, differs from ``frozen``."""
+    z2 = modern_sae.preactivations(params, X)
+    if not np.array_equal(z2 > 0, frozen["positive"]):
+        return True
+    if "mask" in frozen and not np.array_equal(modern_sae.topk_mask(z2, k), frozen["mask"]):
+        return True
+    return ("aux_mask" in frozen
+            and not np.array_equal(modern_sae.auxk_mask(z2, dead, aux_k), frozen["aux_mask"]))
+
+
+MODERN_STAGES = [
+    ModernStage("ReLU + L1", "relu_l1", dict(l1=0.5, lam=0.01)),
+    ModernStage("TopK", "topk", dict(k=3)),
+    ModernStage("TopK + AuxK", "topk", dict(k=3, aux_k=2, alpha=0.5, dead=(4, 5, 6, 7))),
+]
+STAGES = AUTOENCODER_STAGES + [SoftmaxStage()] + MODERN_STAGES
 
 
 # ---------------------------------------------------------------------------
@@ -572,7 +772,8 @@ def parse_args(argv=None):
         description=(
             "Check cost functions against central differences, in UFLDL's stages, on a "
             "small float64 net: by default the readable sparse_autoencoder.cost_and_grad and "
-            "the tuned fast.cost_and_grad, then softmax.py's classifier. First checks the "
+            "the tuned fast.cost_and_grad, then softmax.py's classifier, then modern_sae.py's "
+            "ReLU + L1 and TopK (at step eps/10, away from their kinks). First checks the "
             "checker on h(x) = x1^2 + 3 x1 x2 at (4, 10). Exit status 0 when every relative "
             f"difference ||num - grad|| / ||num + grad|| is below {TOLERANCE:g}, 1 otherwise."
         )
@@ -629,7 +830,12 @@ def main(argv=None, cost_fn=None, stages=STAGES) -> int:
 
     sections = [(function.label, function.fn, autoencoder_stages) for function in functions
                 if autoencoder_stages]
-    sections += [(getattr(stage, "title", stage.name), None, [stage]) for stage in other_stages]
+    for stage in other_stages:                # consecutive stages of one title: one section
+        title = getattr(stage, "title", stage.name)
+        if sections and sections[-1][1] is None and sections[-1][0] == title:
+            sections[-1][2].append(stage)
+        else:
+            sections.append((title, None, [stage]))
     all_results = []
     for label, fn, section_stages in sections:
         print()
@@ -638,6 +844,9 @@ def main(argv=None, cost_fn=None, stages=STAGES) -> int:
             print(format_settings(section_stages))
         results = run_stages(fn, params, X, section_stages, args.eps)
         print(format_table(results, show=args.show))
+        notes = [note for _, check in results for note in getattr(check, "notes", ())]
+        for note in dict.fromkeys(notes):            # each line once, in order
+            print(_fit(note))
         all_results += results
         if failing_stages(results):
             failed.append((label, failing_stages(results), len(results)))

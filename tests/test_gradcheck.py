@@ -298,15 +298,15 @@ def _sections(out):
     """The tables of the command's output: {section label: {stage name: row}}."""
     sections, label, rows = {}, None, None
     lines = out.splitlines()
-    for previous, line in zip([""] + lines, lines):
+    for at, line in enumerate(lines):
         if line.startswith("stage  "):
-            label, rows = previous, {}
-            if previous.startswith("  "):                     # a section's own settings line
-                label = lines[lines.index(previous) - 1]
+            while lines[at - 1].startswith("  "):             # a section's own settings lines
+                at -= 1
+            label, rows = lines[at - 1], {}
             sections[label] = rows
         elif not line:
             rows = None
-        elif rows is not None and not line.startswith("    "):
+        elif rows is not None and not line.startswith("  "):  # not --show pairs, not notes
             name = next(s.name for s in gradcheck.STAGES if line.startswith(s.name + "  "))
             rows[name] = line
     return sections
@@ -316,16 +316,19 @@ AE_NAMES = [s.name for s in gradcheck.AUTOENCODER_STAGES]
 READABLE = "sparse_autoencoder.cost_and_grad (readable)"
 TUNED = "fast.cost_and_grad (tuned)"
 SOFTMAX = "softmax.softmax_cost_and_grad (the classifier of self_taught.py)"
+MODERN = gradcheck.MODERN_TITLE
+MODERN_NAMES = ["ReLU + L1", "TopK", "TopK + AuxK"]
 
 
-def test_main_checks_readable_and_tuned_then_softmax(capsys):
+def test_main_checks_readable_and_tuned_then_softmax_then_the_modern_models(capsys):
     assert gradcheck.main([]) == 0
     out = capsys.readouterr().out
     assert "2.1452e-12" in out
     sections = _sections(out)
-    assert list(sections) == [READABLE, TUNED, SOFTMAX]
+    assert list(sections) == [READABLE, TUNED, SOFTMAX, MODERN]
     assert list(sections[READABLE]) == list(sections[TUNED]) == AE_NAMES
     assert list(sections[SOFTMAX]) == ["softmax regression"]
+    assert list(sections[MODERN]) == MODERN_NAMES
     for rows in sections.values():
         for row in rows.values():
             assert row.endswith("  ok")
@@ -334,7 +337,7 @@ def test_main_checks_readable_and_tuned_then_softmax(capsys):
     # The same J from both, printed on each row.
     for name in AE_NAMES:
         assert sections[READABLE][name].split()[-7] == sections[TUNED][name].split()[-7]
-    assert f"all {2 * len(AE_NAMES) + 1} stages below 1e-09" in out
+    assert f"all {2 * len(AE_NAMES) + 1 + len(MODERN_NAMES)} stages below 1e-09" in out
 
 
 def test_default_output_fits_in_100_columns():
@@ -410,8 +413,9 @@ def test_show_prints_numerical_and_analytic_pairs(capsys):
     assert max(len(line) for line in lines) <= 100
     pair = re.compile(r" {4}(\w+)\[([\d, ]+)\] +(\S+) +(\S+)$")
     pairs = [pair.match(line) for line in lines if pair.match(line)]
-    # 3 pairs of each of 4 blocks for 12 autoencoder stages, 3 of each of W, b for softmax.
-    assert len(pairs) == 3 * 4 * 12 + 3 * 2
+    # 3 pairs of each of 4 blocks for 12 autoencoder stages and 3 modern ones,
+    # 3 of each of W, b for softmax.
+    assert len(pairs) == 3 * 4 * 12 + 3 * 2 + 3 * 4 * 3
     first_stage = [m.group(1, 2) for m in pairs[:12]]
     assert first_stage == [(block, index) for block, indices in [
         ("W1", ["0, 0", "0, 1", "0, 2"]), ("b1", ["0", "1", "2"]),
@@ -423,7 +427,7 @@ def test_show_prints_numerical_and_analytic_pairs(capsys):
     _, grads = sae.cost_and_grad(params, X, **gradcheck.AUTOENCODER_STAGES[0].settings)
     assert float(pairs[0].group(4)) == pytest.approx(grads["W1"][0, 0], rel=1e-11)
     headers = [line for line in lines if line.split() == ["numerical", "analytic"]]
-    assert len(headers) == 13
+    assert len(headers) == 16
 
 
 def test_command_line_run_exits_0():
