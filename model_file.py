@@ -10,6 +10,12 @@ What a file holds (a zip archive of .npy members, as ``numpy.savez``
 writes): ``format_version`` (1); the params ``W1``, ``b1``, ``W2``,
 ``b2`` (exact bits, float32 or float64); ``hyperparameters`` and
 ``history`` as JSON text; and each array of ``extra`` as ``extra_<name>``.
+The hyperparameter ``model`` names the model the params belong to
+("relu_l1" or "topk", written by ``train_modern.ModernAutoencoder``); files
+without it hold the notes' sigmoid model (``model_name``). The params
+have the same layout for every model, but not the same encoder:
+``train_modern.load_autoencoder`` (and ``SparseAutoencoder.load``) give
+back the estimator that encodes with the right one.
 
 The guarantees:
 
@@ -49,7 +55,8 @@ import numpy as np
 from atomic import atomic_write
 from validation import DTYPES, PARAM_NAMES, check_params
 
-__all__ = ["save_model", "load_model", "FORMAT_VERSION", "MAX_JSON_DEPTH", "EXTRA_PREFIX"]
+__all__ = ["save_model", "load_model", "model_name", "FORMAT_VERSION", "MAX_JSON_DEPTH",
+           "EXTRA_PREFIX", "NOTES_MODEL"]
 
 FORMAT_VERSION = 1
 EXTRA_PREFIX = "extra_"
@@ -57,6 +64,14 @@ MAX_JSON_DEPTH = 64                 # nesting levels of lists and dicts in hyper
 EXTRA_KINDS = "biufcSU"             # booleans, integers, floats, complex, bytes and str arrays
 _CHUNK = 1 << 24                    # bytes read at a time from a member
 _MAX_HEADER = 10_000                # the largest .npy header read (numpy's own default limit)
+NOTES_MODEL = "sigmoid"             # the model of a file whose hyperparameters name none
+
+
+def model_name(hyperparameters):
+    """Which model a file holds: its hyperparameters' "model" ("relu_l1", "topk", ...),
+    or "sigmoid" (the notes' model) for files that name none, as the notes' estimator writes."""
+    name = hyperparameters.get("model", NOTES_MODEL) if isinstance(hyperparameters, dict) else None
+    return name if isinstance(name, str) else NOTES_MODEL
 
 
 # ---------------------------------------------------------------------------

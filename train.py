@@ -122,6 +122,7 @@ class Progress:
         self.start = clock()
         self.last_print = None
         self.gap = every
+        self.format_terms = format_terms      # the middle of the line (train_modern.py sets its own)
 
     def elapsed(self):
         return self.clock() - self.start
@@ -141,7 +142,7 @@ class Progress:
         eta_text = format_duration(eta) if math.isfinite(eta) else "?"
         width = len(str(self.total))
         print(
-            f"{self.unit} {step:>{width}}/{self.total}  {format_terms(terms)}{note}"
+            f"{self.unit} {step:>{width}}/{self.total}  {self.format_terms(terms)}{note}"
             f"  [{format_duration(elapsed)} elapsed, ~{eta_text} left]",
             file=self.stream, flush=True,
         )
@@ -624,7 +625,7 @@ def _adam_update(params, grads, first_moment, second_moment, t, lr, beta1, beta2
 
 # The file format, its checks and its guarantees live in model_file.py; these
 # names stay importable from here.
-from model_file import FORMAT_VERSION, load_model, save_model  # noqa: E402,F401
+from model_file import FORMAT_VERSION, NOTES_MODEL, load_model, model_name, save_model  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------
@@ -747,8 +748,15 @@ class SparseAutoencoder:
 
     @classmethod
     def load(cls, path):
-        """A fitted estimator from a file written by ``save``."""
+        """A fitted estimator from a file written by ``save``.
+
+        A file of the ReLU + L1 or TopK model (hyperparameter "model") gives a
+        ``train_modern.ModernAutoencoder``, which encodes with that model's encoder.
+        """
         params, hyperparameters, history, extra = load_model(path)
+        if model_name(hyperparameters) != NOTES_MODEL:
+            from train_modern import load_autoencoder      # the modern models' estimator
+            return load_autoencoder(path)
         known = {key: hyperparameters[key] for key in (
             "penalty", "rho", "beta", "lam", "decoder", "optimizer", "max_iter", "lr",
             "batch_size", "epochs", "seed", "dtype") if key in hyperparameters}

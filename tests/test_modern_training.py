@@ -1,0 +1,209 @@
+"""train_modern.py: Adam for ReLU + L1 and TopK, the unit-norm decoder, dead latents, AuxK,
+progress lines, the estimator and save/load with the right encoder."""
+
+import io
+
+import numpy as np
+import pytest
+
+import modern_sae
+import train
+import train_modern
+from train_modern import DeadLatentTracker, ModernAutoencoder, adam_modern, load_autoencoder
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((120, 12)) ** 3                      # (m, n_visible), mostly small, as pixels
+
+
+# --- dead latents -----------------------------------------------------------------
+
+
+def test_dead_latent_tracker_counts_examples_since_each_latent_fired():
+    tracker = DeadLatentTracker(3, window=5)
+    tracker.update(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))     # latent 0 fires
+    assert tracker.since_fired.tolist() == [0, 2, 2] and not tracker.dead.any()
+    tracker.update(np.array([[0.0, 0.0, 0.5]] * 3))                    # latent 2 fires
+    assert tracker.since_fired.tolist() == [3, 5, 0]
+    assert tracker.dead.tolist() == [False, True, False]               # 5 examples without firing
+    assert tracker.dead_fraction == pytest.approx(1 / 3)
+    tracker.update(np.array([[0.0, 2.0, -1.0]]))                       # negative is not firing
+    assert tracker.since_fired.tolist() == [4, 0, 1] and not tracker.dead.any()
+    with pytest.raises(ValueError, match="dead_window"):
+        DeadLatentTracker(3, window=0)
+
+
+# --- the optimizer ------------------------------------------------------------------
+
+
+def test_first_topk_step_projects_steps_and_renormalizes(data):
+    params = modern_sae.init_topk(12, 8, rng=1, X=data)
+    lr = 1e-2
+    trained, _ = adam_modern(params, data, model="topk", k=3, lr=lr, batch_size=len(data),
+                             epochs=1, rng=0, progress=False)
+    _, grads = modern_sae.topk_cost_and_grad(params, data, k=3)
+    grads["W2"] = modern_sae.project_decoder_grad(params["W2"], grads["W2"])
+    for name in ("W1", "b1", "b2"):                      # t = 1: the step is lr g / (|g| + eps)
+        expected = params[name] - lr * grads[name] / (np.abs(grads[name]) + 1e-8)
+        np.testing.assert_allclose(trained[name], expected, rtol=1e-10, atol=1e-12)
+    stepped = params["W2"] - lr * grads["W2"] / (np.abs(grads["W2"]) + 1e-8)
+    np.testing.assert_allclose(trained["W2"], modern_sae.normalize_decoder(stepped), rtol=1e-10)
+    np.testing.assert_allclose(np.linalg.norm(trained["W2"], axis=0), 1.0, rtol=1e-12)
+
+
+def test_first_relu_l1_step_is_plain_adam(data):
+    params = modern_sae.init_relu_l1(12, 8, rng=2, X=data)
+    lr = 1e-2
+    trained, _ = adam_modern(params, data, model="relu_l1", l1=0.5, lr=lr, batch_size=len(data),
+                             epochs=1, rng=0, progress=False)
+    _, grads = modern_sae.relu_l1_cost_and_grad(params, data, l1=0.5)
+    for name in params:
+        expected = params[name] - lr * grads[name] / (np.abs(grads[name]) + 1e-8)
+        np.testing.assert_allclose(trained[name], expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("model, settings", [("relu_l1", {"l1": 0.05}), ("topk", {"k": 3})])
+def test_training_lowers_the_cost_and_is_reproducible(data, model, settings):
+    init = modern_sae.init_topk if model == "topk" else modern_sae.init_relu_l1
+    params = init(12, 10, rng=3, X=data)
+    a, history = adam_modern(params, data, model=model, lr=1e-2, batch_size=16, epochs=6, rng=4,
+                             progress=False, **settings)
+    b, _ = adam_modern(params, data, model=model, lr=1e-2, batch_size=16, epochs=6, rng=4,
+                       progress=False, **settings)
+    assert all(np.array_equal(a[name], b[name]) for name in a)
+    assert history["cost"][-1] < 0.8 * history["cost"][0]
+    assert len(history["step_cost"]) == 6 * 8 and history["epoch"] == list(range(7))
+    assert len(history["dead_fraction"]) == 7 and history["model"] == model
+    assert all(np.array_equal(params[name], init(12, 10, rng=3, X=data)[name]) for name in params)
+
+
+def test_auxk_gets_the_dead_mask_and_revives_latents(data, monkeypatch):
+    params = modern_sae.init_topk(12, 10, rng=5, X=data)
+    params["b1"][:4] = -50.0                       # latents 0-3 never fire: dead after the window
+    seen = []
+    real = modern_sae.topk_cost_and_grad
+
+    def spy(params_, X, **kwargs):
+        seen.append(None if kwargs["dead"] is None else kwargs["dead"].copy())
+        return real(params_, X, **kwargs)
+
+    monkeypatch.setattr(modern_sae, "topk_cost_and_grad", spy)
+    _, history = adam_modern(params, data, model="topk", k=2, aux_k=4, lr=1e-2, batch_size=30,
+                             epochs=2, dead_window=60, rng=0, progress=False)
+    assert seen[0] is not None and not seen[0].any()          # nothing dead before 60 examples
+    assert seen[2][:4].all()                                  # after two batches of 30: 0-3 dead
+    assert history["dead_fraction"][1] >= 0.4 - 1e-12 or history["dead_fraction"][2] < 0.4
+    seen.clear()
+    adam_modern(params, data, model="topk", k=2, lr=1e-2, batch_size=30, epochs=1, rng=0,
+                progress=False)
+    assert all(d is None for d in seen)                        # no aux_k: no dead mask passed
+
+
+def test_progress_lines_show_l0_normalized_mse_and_dead_fraction(data):
+    stream = io.StringIO()
+    params = modern_sae.init_topk(12, 10, rng=6, X=data)
+    adam_modern(params, data, model="topk", k=3, lr=1e-2, batch_size=40, epochs=2, rng=0,
+                progress=stream, progress_every=0)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("step 0/6  J ") and "(all examples)" in lines[0]
+    assert lines[-1].startswith("step 6/6  J ") and "(epoch 2, mini-batch)" in lines[-1]
+    for line in lines:
+        assert "= recon " in line and ", L0 " in line and ", nMSE " in line and ", dead 0.0%" in line
+
+
+def test_nonfinite_stops_with_the_last_finite_params(data, monkeypatch):
+    params = modern_sae.init_relu_l1(12, 10, rng=7, X=data)
+    real = modern_sae.relu_l1_cost_and_grad
+    seen = []
+
+    def failing(params_, X, **kwargs):
+        seen.append({name: value.copy() for name, value in params_.items()})
+        cost, grads = real(params_, X, **kwargs)
+        return (float("nan") if len(seen) == 3 else cost), grads
+
+    monkeypatch.setattr(modern_sae, "relu_l1_cost_and_grad", failing)
+    trained, history = adam_modern(params, data, model="relu_l1", l1=0.1, lr=1e-2, batch_size=40,
+                                   epochs=3, rng=0, progress=False)
+    assert history["status"] == "nonfinite" and "step 3" in history["message"]
+    assert len(history["step_cost"]) == 2
+    for name in trained:                               # the params of the last finite step
+        np.testing.assert_array_equal(trained[name], seen[1][name])
+
+
+def test_callback_stops_cleanly(data):
+    params = modern_sae.init_topk(12, 10, rng=8, X=data)
+    steps = []
+
+    def callback(step):
+        steps.append(step.iteration)
+        return step.iteration == 2
+
+    _, history = adam_modern(params, data, model="topk", k=3, batch_size=10, epochs=3, rng=0,
+                             callback=callback, progress=False)
+    assert steps == [1, 2] and history["status"] == "stopped"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"model": "sigmoid"}, "model"), ({"model": "topk"}, "k"), ({"model": "topk", "k": 11}, "k"),
+    ({"model": "relu_l1", "l1": -1.0}, "l1"), ({"model": "topk", "k": 2, "aux_k": 0}, "aux_k"),
+    ({"model": "topk", "k": 2, "lr": 0.0}, "lr"), ({"model": "topk", "k": 2, "dead_window": 0},
+                                                   "dead_window"),
+])
+def test_bad_arguments_are_refused_by_name(data, kwargs, match):
+    params = modern_sae.init_topk(12, 10, rng=0)
+    with pytest.raises((TypeError, ValueError), match=match):
+        adam_modern(params, data, progress=False, **kwargs)
+
+
+# --- the estimator and the model file -----------------------------------------------
+
+
+@pytest.mark.parametrize("model, settings", [("relu_l1", {"l1": 0.05}),
+                                             ("topk", {"k": 3, "aux_k": 4})])
+def test_saved_model_loads_and_encodes_with_its_own_encoder(tmp_path, data, model, settings):
+    estimator = ModernAutoencoder(10, model=model, epochs=2, batch_size=32, lr=1e-2, seed=1,
+                                  **settings).fit(data, progress=False)
+    path = estimator.save(tmp_path / "model.npz", info={"data": "test"})
+    for loaded in (load_autoencoder(path), train.SparseAutoencoder.load(path),
+                   ModernAutoencoder.load(path)):
+        assert type(loaded) is ModernAutoencoder
+        assert loaded.hyperparameters() == estimator.hyperparameters()
+        assert loaded.info_ == {"data": "test"}
+        np.testing.assert_array_equal(loaded.encode(data), estimator.encode(data))
+        np.testing.assert_array_equal(loaded.reconstruct(data), estimator.reconstruct(data))
+    A2 = loaded.encode(data)
+    if model == "topk":
+        assert (np.count_nonzero(A2, axis=1) <= 3).all()
+        np.testing.assert_array_equal(A2, modern_sae.encode_topk(estimator.params_, data, 3))
+    else:
+        np.testing.assert_array_equal(A2, modern_sae.encode_relu(estimator.params_, data))
+    metrics = loaded.metrics(data)
+    assert metrics["l0"] == pytest.approx(np.count_nonzero(A2) / len(data))
+    assert metrics["l0_label"] == "L0" and 0 < metrics["normalized_mse"] < 1
+
+
+def test_notes_model_still_loads_as_itself(tmp_path, data):
+    estimator = train.SparseAutoencoder(5, max_iter=3).fit(data, progress=False)
+    path = estimator.save(tmp_path / "notes.npz")
+    loaded = load_autoencoder(path)
+    assert type(loaded) is train.SparseAutoencoder
+    np.testing.assert_array_equal(loaded.encode(data), estimator.encode(data))
+
+
+def test_unknown_model_name_is_refused(tmp_path):
+    params = modern_sae.init_topk(4, 3, rng=0)
+    path = train.save_model(tmp_path / "odd.npz", params, {"model": "gated"})
+    with pytest.raises(ValueError, match="gated"):
+        load_autoencoder(path)
+    with pytest.raises(ValueError, match="gated"):
+        train.SparseAutoencoder.load(path)
+
+
+def test_estimator_refuses_bad_settings_and_unfitted_use(data):
+    with pytest.raises(ValueError, match="k"):
+        ModernAutoencoder(10, model="topk")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ModernAutoencoder(10, model="topk", k=2).encode(data)
+    assert train_modern.DEFAULT_DEAD_WINDOW == 10_000
