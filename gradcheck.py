@@ -467,7 +467,7 @@ class ModernStage:
             f"the net: {n_visible} visible, {n_hidden} hidden, {X.shape[0]} examples ({chosen}), "
             f"float64, X standard normal, W2's columns of unit norm. Step eps * "
             f"{self.step_factor:g} = {eps:g} (w / ||w|| is curved: at the notes' 1e-4 its "
-            f"truncation error alone nears 1e-9). TopK's W2: the projected gradient against "
+            f"truncation error alone reaches 2e-9). TopK's W2: the projected gradient against "
             f"J(normalize(W2)). Kinks: the sign of every z2 and the TopK selections (frozen from "
             f"the unperturbed pass) stayed put in all {passes['total'] - 1} perturbed passes of "
             f"each stage. One step moves any z2 by at most {margins['move']:.2g}; the margins:")
@@ -798,7 +798,54 @@ def parse_args(argv=None):
     parser.add_argument("--eps", type=positive_float, default=EPS,
                         help="central-difference step (default: %(default)g, the notes' value; "
                              "much smaller steps lose to round-off)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    refuse_what_the_model_refuses(parser, args)
+    return args
+
+
+def refuse_what_the_model_refuses(parser, args):
+    """``parser.error`` (exit 2, one line) for sizes and steps the checked model would refuse.
+
+    Sizes: the net's parameters and X (float64) must fit in memory (else
+    ``init_params`` refuses them); --hidden is blamed unless one hidden unit
+    would not fit either (then --visible), --examples for X. The step: the
+    checker moves one parameter at a time by --eps; a step so large that the
+    moved parameters are refused by ``validation.check_magnitudes`` in some
+    stage (their squares, the weight decay or z2 overflow) is refused here,
+    naming --eps, rather than failing every stage.
+    """
+    import memory
+    import validation
+
+    def params_bytes(n_hidden):
+        return (2 * args.visible * n_hidden + args.visible + n_hidden) * 8 * 8   # params, grads, copies
+
+    for option, nbytes, what in (
+            ("--hidden" if params_bytes(1) <= (memory.available_memory() or float("inf"))
+             else "--visible", params_bytes(args.hidden),
+             f"a net of {args.visible} -> {args.hidden} and its gradients"),
+            ("--examples", args.examples * args.visible * 8 * 4, f"X of {args.examples} examples")):
+        try:
+            memory.check_memory(option, nbytes, what)
+        except ValueError as exc:
+            parser.error(str(exc))
+    params, X = make_problem(args.visible, args.hidden, args.examples, args.seed)
+    for name in sae.PARAM_NAMES:                 # the entry farthest from 0, moved away from 0
+        moved = {key: value.copy() for key, value in params.items()}
+        flat = moved[name].reshape(-1)
+        i = int(np.argmax(np.abs(flat)))
+        flat[i] += args.eps if flat[i] >= 0 else -args.eps
+        for stage in AUTOENCODER_STAGES:
+            settings = {"penalty": "kl", "rho": 0.01, "beta": 3.0, "lam": 1e-4, "decoder": "sigmoid",
+                        **stage.settings}
+            try:
+                with np.errstate(all="ignore"):
+                    validation.check_magnitudes(moved, X.shape[0], float(np.abs(X).max()),
+                                                penalty=settings["penalty"], beta=settings["beta"],
+                                                lam=settings["lam"], decoder=settings["decoder"])
+            except ValueError as exc:
+                parser.error(f"--eps: {args.eps!r} is too large a step: the moved parameters are "
+                             f"refused by the model in stage {stage.name!r} ({exc})")
 
 
 def main(argv=None, cost_fn=None, stages=STAGES) -> int:
