@@ -33,6 +33,13 @@ less.
     python bench.py --shapes 10000x784x196 --dtypes float32
     python bench.py --blas-threads 1      # BLAS on one thread
     python bench.py --train --data-dir ../shared/data/mnist   # also time train_mnist.py
+    python bench.py --models relu_l1 topk topk_auxk   # today's SAEs (modern_sae.py) instead
+
+With --models, the table is that of the ReLU + L1 and TopK models (issue
+13): one ``modern_sae`` cost-and-gradient call against the same five
+products (default shape 10000 x 784 -> 256, k = n_hidden / 8), and, for
+topk_auxk, with a quarter of the latents dead and AuxK on them (which adds
+three products of its own: a_aux W2^T, its W2^T backward and dJ/dW2).
 """
 
 from __future__ import annotations
@@ -57,11 +64,14 @@ import fast
 import memory
 import sparse_autoencoder as sae
 from gradcheck import numerical_gradient, relative_difference
+import modern_sae
 from reference import loop_cost_and_grad
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SHAPES = ("10000x64x25", "10000x100x100", "10000x784x196", "60000x784x196")
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "mnist"
+MODEL_CHOICES = ("relu_l1", "topk", "topk_auxk")
+DEFAULT_MODEL_SHAPES = ("10000x784x256",)
 
 
 # ---------------------------------------------------------------------------
@@ -122,6 +132,12 @@ def build_parser():
         help="a quick look: 3 repeats, 1 warm-up call, 50 rows for the loop",
     )
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random data and weights")
+    parser.add_argument(
+        "--models", nargs="+", choices=MODEL_CHOICES, default=None,
+        help="time today's SAEs instead (modern_sae.py): relu_l1, topk (k = n_hidden / 8), "
+             "topk_auxk (a quarter of the latents dead, aux_k = n_hidden / 2); default shape "
+             + " ".join(DEFAULT_MODEL_SHAPES),
+    )
     parser.add_argument(
         "--blas-threads", type=positive_int, default=None,
         help="set OpenBLAS's thread count (through ctypes) before timing; 1 gives ratios that "
@@ -424,6 +440,58 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
+def model_calls(models, m, n_visible, n_hidden, dtype, seed):
+    """(params, X, {model: one cost-and-gradient call}) for ``bench_models_row``.
+
+    X uniform in [0, 1) (784 pixels' range); TopK's initialization (unit-norm
+    decoder, W1 = W2^T, b2 the mean of X) for both models, ReLU + L1 with
+    l1 = 0.1 (about half the latents fire at this initialization); k =
+    n_hidden / 8; topk_auxk: every fourth latent dead, aux_k = n_hidden / 2.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.random((m, n_visible), dtype=dtype)
+    params = modern_sae.init_topk(n_visible, n_hidden, rng=rng, dtype=dtype, X=X)
+    k = max(1, n_hidden // 8)
+    dead = np.zeros(n_hidden, dtype=bool)
+    dead[::4] = True
+    calls = {
+        "relu_l1": lambda: modern_sae.relu_l1_cost_and_grad(params, X, l1=0.1),
+        "topk": lambda: modern_sae.topk_cost_and_grad(params, X, k=k),
+        "topk_auxk": lambda: modern_sae.topk_cost_and_grad(params, X, k=k, aux_k=max(1, n_hidden // 2),
+                                                           dead=dead),
+    }
+    return params, X, {name: calls[name] for name in models}
+
+
+def bench_models_row(models, m, n_visible, n_hidden, dtype, *, repeats, warmup, seed):
+    """One row per model: ms per call, the five-product floor, the ratio, peak extra memory."""
+    params, X, calls = model_calls(models, m, n_visible, n_hidden, dtype, seed)
+    floor = make_floor(params, X)
+    load = OtherLoad()
+    timings = time_alternately([*calls.values(), floor], repeats, warmup)
+    others = load.share()
+    t_floor = timings[-1][0]
+    rows = []
+    for name, (t, lo, hi) in zip(calls, timings):
+        rows.append({
+            "model": name, "shape": f"{m} x {n_visible} -> {n_hidden}", "dtype": np.dtype(dtype).name,
+            "ms": 1e3 * t, "spread": f"{1e3 * lo:.1f}-{1e3 * hi:.1f}", "floor_ms": 1e3 * t_floor,
+            "ratio": t / t_floor, "memory": peak_extra_bytes(calls[name]) / X.nbytes,
+            "others": "?" if others is None else f"{100 * others:.0f}%",
+        })
+    return rows
+
+
+def models_table(rows):
+    lines = ["| model | shape (m x n_visible -> n_hidden) | dtype | ms/call (min-max) | floor ms "
+             "| ratio to floor | peak extra memory / X.nbytes | CPU used by others |",
+             "|" + "---|" * 8]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['shape']} | {r['dtype']} | {r['ms']:.1f} ({r['spread']}) "
+                     f"| {r['floor_ms']:.1f} | {r['ratio']:.2f}x | {r['memory']:.2f} | {r['others']} |")
+    return "\n".join(lines)
+
+
 def float32_accuracy(m, n_visible, n_hidden, seed):
     """Relative differences of the float32 cost and gradient from the float64 ones.
 
@@ -523,6 +591,15 @@ def main(argv=None):
         print("--blas-threads: could not find OpenBLAS's set_num_threads; BLAS left as it is.")
     print("Machine:")
     print("\n".join(machine_lines()))
+    if args.models:
+        shapes = args.shapes or [parse_shape(s) for s in DEFAULT_MODEL_SHAPES]
+        print(f"\nmodern_sae cost_and_grad of {', '.join(args.models)}, median of {repeats} calls "
+              f"after {warmup} warm-up, alternating with the five-product floor.\n", flush=True)
+        rows = [row for m, n_visible, n_hidden in shapes for dtype in args.dtypes
+                for row in bench_models_row(args.models, m, n_visible, n_hidden, np.dtype(dtype),
+                                            repeats=repeats, warmup=warmup, seed=args.seed)]
+        print(models_table(rows))
+        return 0
     print(f"\ncost_and_grad(penalty='kl', decoder='sigmoid', defaults otherwise), readable "
           f"(sparse_autoencoder) and tuned (fast); "
           f"median of {repeats} calls after {warmup} warm-up, alternating with the floor; "
