@@ -47,6 +47,17 @@ def open_unit_float(text):
     return value
 
 
+def nonempty_path(text):
+    """A path given as a non-empty text: "" would silently mean the current folder."""
+    from pathlib import Path
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder name, got {text!r}")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"a path cannot hold a NUL character, got {text!r}")
+    return Path(text)
+
+
 def _parse(text, kind, expected):
     try:
         return kind(text)

@@ -7,7 +7,11 @@
     write_outputs(model, ...)                    model .npz + the four figures (+ summary text)
     run(args, X_train, X_test, name=..., tile_shape=...)   all of the above, in order
                                                  (+ NAME_training.gif with --animate)
-    exit_status(summary)                         0, 3 (cost became NaN/inf) or 130 (Ctrl-C)
+    check_options(parser, args, n_visible=..., name=...)   parser.error for what the model
+                                                 would refuse (--rho, --beta, --lam) and output
+                                                 names that are folders
+    exit_status(summary)                         0, 3 (cost became NaN/inf), 4 (an output could
+                                                 not be written) or 130 (Ctrl-C)
     run_script(main)                             sys.exit(main()), Ctrl-C outside run -> 130
 
 A script loads its own data, then calls ``run``; only the data, the names,
@@ -33,10 +37,19 @@ raises SystemExit(130)); every file is written to a temporary file and
 renamed, so none is left half-written. ``run_script`` turns a Ctrl-C outside
 ``run`` (while loading data, say) into one line and status 130.
 
+A late failure loses nothing: after training, the model is saved first,
+then each other output (the diagnostics of the summary, each figure, the
+animation, the summary text) is written on its own; one that fails is
+reported in one line on stderr (``error: the rho_hat histogram PATH was not
+written: ...``), the others are still written, and the run exits 4.
+
 Exit statuses of the training scripts: 0 done; 1 bad data or files (one
 line on stderr); 2 bad command-line options (argparse); 3 training stopped
 because the cost became NaN or infinite (the last finite parameters are
-saved); 130 interrupted by Ctrl-C (the parameters reached are saved).
+saved); 4 trained, but an output could not be written or computed (one line
+each on stderr; the model and every other output are written); 130
+interrupted by Ctrl-C (the parameters reached are saved). When several
+apply: 130, then 4, then 3.
 """
 
 from __future__ import annotations
@@ -49,7 +62,7 @@ from pathlib import Path
 
 
 from argtypes import (  # noqa: F401  (scripts use them as experiment.*)
-    nonnegative_float, nonnegative_int, open_unit_float, positive_float, positive_int)
+    nonempty_path, nonnegative_float, nonnegative_int, open_unit_float, positive_float, positive_int)
 import sparse_autoencoder as sae
 from atomic import atomic_write
 from diagnostics import diagnostics
@@ -65,7 +78,15 @@ N_RECONSTRUCTIONS = 10
 
 EXIT_OK = 0
 EXIT_NONFINITE = 3            # the cost became NaN or infinite; the last finite params were saved
+EXIT_OUTPUT_FAILED = 4        # trained and saved, but an output (figure, summary, ...) failed
 EXIT_INTERRUPTED = 130        # Ctrl-C (128 + SIGINT, the shell's convention)
+EXIT_STATUS_HELP = (
+    "Exit status: 0 done; 1 missing or bad data files; 2 bad options; 3 the cost became NaN or "
+    "infinite (the last finite parameters are saved); 4 trained, but an output (a figure, the "
+    "diagnostics, the summary) could not be written or computed: one line each on stderr, "
+    "the model and every other output are written; 130 interrupted by Ctrl-C (the parameters "
+    "reached are saved). When several apply: 130, then 4, then 3."
+)
 
 
 # ---------------------------------------------------------------------------
@@ -77,9 +98,21 @@ def output_dir(text):
     """An --out-dir: a folder that exists or can be created, and can be written to.
 
     Checked when the options are parsed, so that a bad folder is refused
-    before a long run rather than after it. Creates nothing.
+    before a long run rather than after it. Creates nothing. Refused: an
+    empty text (it would write into the current folder unasked), a NUL
+    character, a name longer than the file system allows, a file on the
+    way, a folder that cannot be written to.
     """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder name, got {text!r}")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"a path cannot hold a NUL character, got {text!r}")
     path = Path(text)
+    limit = _name_max(path)
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise argparse.ArgumentTypeError(
+                f"the name {part[:40]!r}... is longer than the {limit} bytes a file name may have")
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -88,6 +121,65 @@ def output_dir(text):
     if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write in {existing}: permission denied (got {text!r})")
     return path
+
+
+def _name_max(path):
+    """The longest file name (bytes) the file system of path's nearest existing folder allows."""
+    existing = path.absolute()
+    while existing != existing.parent:
+        try:
+            if existing.exists():
+                break
+        except OSError:                         # e.g. the name itself is too long
+            pass
+        existing = existing.parent
+    try:
+        return os.pathconf(existing, "PC_NAME_MAX")
+    except (AttributeError, ValueError, OSError):
+        return 255
+
+
+def check_options(parser, args, *, n_visible, name, more_outputs=()):
+    """``parser.error`` (exit 2, one line) for option values the run would fail on later.
+
+    Checked after parsing, since they depend on several options:
+
+    - ``--rho`` below the smallest normal number of ``--dtype`` (the model
+      refuses it: float32 ~1.18e-38, float64 ~2.2e-308);
+    - ``--lam`` and ``--beta`` so large that ``validation.check_magnitudes``
+      refuses them: the weight decay of the initial weights (drawn exactly
+      as ``SparseAutoencoder.fit`` will draw them, n_visible -> --hidden,
+      --seed, --dtype) or the sparsity penalty's gradient would overflow
+      the dtype (e.g. --beta 1e36 or --lam 1e37 with --dtype float32);
+    - an output of ``run`` (NAME_model.npz, ..., NAME_training.gif) or one
+      of ``more_outputs`` (file names) that exists in --out-dir as a folder:
+      it could not be replaced after training.
+    """
+    import numpy as np
+
+    import validation
+
+    dtype = np.dtype(args.dtype)
+    tiny = float(np.finfo(dtype).tiny)
+    if args.rho < tiny:
+        parser.error(f"--rho: expected at least {tiny!r} (the smallest normal {dtype} number, "
+                     f"--dtype {dtype}), got {args.rho!r}")
+    beta = DEFAULT_BETA[args.penalty] if args.beta is None else args.beta
+    params = sae.init_params(n_visible, args.hidden, rng=np.random.default_rng(args.seed),
+                             dtype=dtype)
+    try:
+        validation.check_magnitudes(params, 1, 0.0, penalty=args.penalty, beta=beta,
+                                    lam=args.lam, decoder=args.decoder)
+    except ValueError as exc:
+        name, _, rest = str(exc).partition(": ")
+        if name in ("lam", "beta"):
+            parser.error(f"--{name}: {rest} (initial weights {n_visible} -> {args.hidden}, "
+                         f"--dtype {dtype})")
+    outputs = [*output_paths(args.out_dir, name).values(), animation_path(args.out_dir, name),
+               *(Path(args.out_dir) / output for output in more_outputs)]
+    for path in outputs:
+        if path.is_dir():
+            parser.error(f"--out-dir: {path} is a folder, but the run writes a file of that name")
 
 
 def add_training_arguments(parser, *, hidden, rho, lam, beta=None, iters=400, penalty="kl",
@@ -166,24 +258,54 @@ def model_from_args(args):
 # ---------------------------------------------------------------------------
 
 
-def summarize(model, X_train, X_test=None, unit="images"):
+def summarize(model, X_train, X_test=None, unit="images", failures=None):
     """Final cost parts on X_train, and ``diagnostics`` on X_train (and X_test).
 
     unit: what one example is, for the printed summary ("images", "patches").
+    failures: None (errors raise), or a list: a part that cannot be computed
+    is then None in the summary and (what, None, exception) is appended.
     """
     target = model.rho if model.penalty == "kl" else None
     summary = {
         "unit": unit,
         "hyperparameters": model.hyperparameters(),
         "m_train": int(X_train.shape[0]),
-        "cost_terms": model.cost_terms(X_train),
-        "train": diagnostics(model.params_, X_train, decoder=model.decoder, rho=target),
+        "cost_terms": attempt(failures, "the final cost J", None, lambda: model.cost_terms(X_train)),
+        "train": attempt(failures, f"the diagnostics on the training {unit}", None,
+                         lambda: diagnostics(model.params_, X_train, decoder=model.decoder,
+                                             rho=target)),
         "test": None,
         "history": model.history_,
     }
     if X_test is not None:
-        summary["test"] = diagnostics(model.params_, X_test, decoder=model.decoder, rho=target)
+        summary["test"] = attempt(failures, f"the diagnostics on the test {unit}", None,
+                                  lambda: diagnostics(model.params_, X_test, decoder=model.decoder,
+                                                      rho=target))
     return summary
+
+
+def attempt(failures, what, path, action):
+    """``action()``; with a list ``failures``, an error is appended as (what, path, exception)
+    and None returned instead (a late failure must not stop the other outputs).
+
+    KeyboardInterrupt is not caught (``run`` handles Ctrl-C).
+    """
+    if failures is None:
+        return action()
+    try:
+        return action()
+    except Exception as exc:                # noqa: BLE001  (reported, never hidden)
+        failures.append((what, path, exc))
+        return None
+
+
+def failure_line(what, path, exc):
+    """One line on stderr for an output that failed after training."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(reason) > 300:
+        reason = reason[:297] + "..."
+    done = f"{path} was not written" if path is not None else "could not be computed"
+    return f"error: {what}: {done}: {reason} (exit status {EXIT_OUTPUT_FAILED})"
 
 
 def format_summary(summary):
@@ -207,13 +329,30 @@ def format_summary(summary):
     if history["optimizer"] == "adam" and len(history["cost"]) > 1 and history["cost"][-1] > history["cost"][0]:
         lines.append(f"  NOTE: J rose from {history['cost'][0]:.6g} to {history['cost'][-1]:.6g}: "
                      f"Adam diverged; try a smaller learning rate (--lr {h['lr'] / 10:g})")
-    lines.append(
-        f"  final cost J:     {terms['cost']:.6g} = reconstruction {terms['reconstruction']:.6g}"
-        f" + weight decay {terms['weight_decay']:.6g} + sparsity {terms['sparsity']:.6g}"
-    )
+    if terms is None:
+        lines.append("  final cost J:     not computed (the error is on stderr)")
+    else:
+        lines.append(
+            f"  final cost J:     {terms['cost']:.6g} = reconstruction {terms['reconstruction']:.6g}"
+            f" + weight decay {terms['weight_decay']:.6g} + sparsity {terms['sparsity']:.6g}"
+        )
+    lines += _diagnostics_lines(summary)
+    if "train_seconds" in summary:
+        drawing = (f"{summary['animation_seconds']:.1f} s drawing the animation, "
+                   if "animation_seconds" in summary else "")
+        lines.append(f"  wall time:        {summary['train_seconds']:.1f} s training, "
+                     f"{drawing}{summary['wall_seconds']:.1f} s in all")
+    return "\n".join(lines)
+
+
+def _diagnostics_lines(summary):
+    """The summary's lines from the diagnostics (one line saying so if they failed)."""
+    train, test = summary["train"], summary["test"]
+    if train is None:
+        return ["  diagnostics:      not computed (the error is on stderr)"]
+    lines = []
     mse = f"train {train['reconstruction_mse']:.5g} (FVE {train['fve']:.4f})"
-    if summary["test"] is not None:
-        test = summary["test"]
+    if test is not None:
         mse += (f", test {test['reconstruction_mse']:.5g} (FVE {test['fve']:.4f}, {test['m']} "
                 f"{summary.get('unit', 'images')})")
     lines.append(f"  reconstruction MSE per input: {mse}")
@@ -227,12 +366,7 @@ def format_summary(summary):
     lines.append(f"  dead units:       {train['dead_units']} of {train['n_hidden']} never above 0.5 on "
                  f"the training examples; always on (never below 0.5): {train['always_on_units']}")
     lines.append(f"  active units:     {train['mean_active_units']:.2f} per training example on average")
-    if "train_seconds" in summary:
-        drawing = (f"{summary['animation_seconds']:.1f} s drawing the animation, "
-                   if "animation_seconds" in summary else "")
-        lines.append(f"  wall time:        {summary['train_seconds']:.1f} s training, "
-                     f"{drawing}{summary['wall_seconds']:.1f} s in all")
-    return "\n".join(lines)
+    return lines
 
 
 # ---------------------------------------------------------------------------
@@ -259,7 +393,7 @@ def animation_path(out_dir, name):
 
 
 def write_outputs(model, summary, out_dir, name, *, tile_shape, X_examples,
-                  value_range=(0.0, 1.0), extra=None, info=None, filters=None):
+                  value_range=(0.0, 1.0), extra=None, info=None, filters=None, failures=None):
     """Save the model (.npz) and the four figures; returns their paths.
 
     X_examples: (k, n_visible) examples shown with their reconstructions.
@@ -269,20 +403,38 @@ def write_outputs(model, summary, out_dir, name, *, tile_shape, X_examples,
     saved with the hyperparameters (data description, ...); the tile shape
     is added to it. filters: (n_hidden, h*w) rows drawn as the filter grid,
     default W1 (for whitened inputs, W1 @ W_zca shows the filters in pixel
-    space).
+    space), or a function of W1 giving them.
+
+    failures: None (the first error raises), or a list: each output is then
+    written on its own, the model first; one that fails is left out of the
+    returned paths and (what, path, exception) is appended to the list.
     """
     import plots  # matplotlib only when figures are written
 
-    paths = output_paths(out_dir, name)
-    del paths["summary"]
+    targets = output_paths(out_dir, name)
+    del targets["summary"]
     info = {"tile_shape": list(tile_shape), **(info or {})}
-    model.save(paths["model"], extra=extra, info=info)
-    filters = model.params_["W1"] if filters is None else filters
-    plots.save_filter_grid(filters, paths["filters"], tile_shape)
-    plots.save_training_curve(model.history_, paths["training_curve"])
-    plots.save_rho_hat_histogram(summary["train"]["rho_hat"], paths["rho_hat"], rho=summary["train"]["rho"])
-    plots.save_reconstructions(X_examples, model.reconstruct(X_examples), paths["reconstructions"],
-                               tile_shape, value_range=value_range)
+    W1 = model.params_["W1"]
+
+    def rho_hat_histogram(path):
+        if summary["train"] is None:
+            raise ValueError("it needs the diagnostics on the training examples, which failed")
+        return plots.save_rho_hat_histogram(summary["train"]["rho_hat"], path, rho=summary["train"]["rho"])
+
+    writers = {
+        "model": ("the model", lambda path: model.save(path, extra=extra, info=info)),
+        "filters": ("the filters figure", lambda path: plots.save_filter_grid(
+            W1 if filters is None else filters(W1) if callable(filters) else filters, path, tile_shape)),
+        "training_curve": ("the training curve", lambda path: plots.save_training_curve(model.history_, path)),
+        "rho_hat": ("the rho_hat histogram", rho_hat_histogram),
+        "reconstructions": ("the reconstructions figure", lambda path: plots.save_reconstructions(
+            X_examples, model.reconstruct(X_examples), path, tile_shape, value_range=value_range)),
+    }
+    paths = {}
+    for key, path in targets.items():
+        what, write = writers[key]
+        if attempt(failures, what, path, lambda: write(path) or True):
+            paths[key] = path
     return paths
 
 
@@ -353,28 +505,38 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
                 model.history_["message"] = "stopped by Ctrl-C"
 
             stage = "saving"
-            summary = summarize(model, X_train, X_test, unit=unit)
+            failures = []              # (what, path, exception): each output is tried on its own
+            summary = summarize(model, X_train, X_test, unit=unit, failures=failures)
             shown = (X_test if X_test is not None else X_train)[:N_RECONSTRUCTIONS]
             paths = write_outputs(model, summary, out_dir, name, tile_shape=tile_shape,
                                   X_examples=shown, value_range=value_range, extra=extra, info=info,
-                                  filters=None if filters is None else filters(model.params_["W1"]))
+                                  filters=filters, failures=failures)
             if recorder is not None and len(recorder):
                 drawing_start = time.perf_counter()
-                paths["animation"] = recorder.save_gif(animation_path(out_dir, name), tile_shape,
-                                                       transform=filters)
-                summary["animation_seconds"] = time.perf_counter() - drawing_start
+                gif = animation_path(out_dir, name)
+                if attempt(failures, "the training animation", gif,
+                           lambda: recorder.save_gif(gif, tile_shape, transform=filters)):
+                    paths["animation"] = gif
+                    summary["animation_seconds"] = time.perf_counter() - drawing_start
             summary["train_seconds"] = train_seconds
             summary["wall_seconds"] = time.perf_counter() - start_time
             summary["interrupted"] = interrupt.requested
-            text = format_summary(summary)
-            paths["summary"] = write_summary(text, output_paths(out_dir, name)["summary"])
+            summary_path = output_paths(out_dir, name)["summary"]
+            text = attempt(failures, "the summary", summary_path, lambda: format_summary(summary))
+            if text is not None and attempt(failures, "the summary", summary_path,
+                                            lambda: write_summary(text, summary_path)):
+                paths["summary"] = summary_path
             summary["interrupted"] = interrupt.requested      # a Ctrl-C during that write counts too
-            print(text, file=stream)
+            summary["failed_outputs"] = [failure_line(*failure) for failure in failures]
+            if text is not None:
+                print(text, file=stream)
             print("  wrote:            " + ", ".join(str(p) for p in paths.values()), file=stream)
             ending = ending_message(summary, paths)
             if ending:
                 print(ending, file=stream)
             stream.flush()
+            for line in summary["failed_outputs"]:
+                print(line, file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         if stage == "training":
             message = "Ctrl-C again: quit without saving anything"
@@ -398,21 +560,30 @@ def _steps_done(history):
 def ending_message(summary, paths):
     """The last line of a run that did not finish normally (None if it did)."""
     history = summary["history"]
-    where = f"{paths['model']} (figures and summary beside it)"
+    status = exit_status(summary)
+    if "model" in paths:
+        where = f"saved in {paths['model']} (figures and summary beside it)"
+    else:
+        where = "not saved: the model file could not be written (see the error below)"
     if summary.get("interrupted"):
         return (f"Interrupted by Ctrl-C after {_steps_done(history)}: the model and figures of the "
-                f"parameters reached are saved in {where}. Exit status {EXIT_INTERRUPTED}.")
+                f"parameters reached are {where}. Exit status {status}.")
     if history["status"] == "nonfinite":
         return (f"Training stopped: {history['message']}. The last parameters with a finite cost "
-                f"are saved in {where}. Exit status {EXIT_NONFINITE}.")
+                f"are {where}. Exit status {status}.")
+    if summary.get("failed_outputs"):
+        return (f"Trained, but {len(summary['failed_outputs'])} output(s) failed (the errors "
+                f"below); everything else is written. Exit status {status}.")
     return None
 
 
 def exit_status(summary):
-    """The script's exit status for a ``run`` summary: 130 after Ctrl-C, 3 if the cost became
-    NaN or infinite, else 0."""
+    """The script's exit status for a ``run`` summary: 130 after Ctrl-C, 4 if an output could
+    not be written or computed, 3 if the cost became NaN or infinite, else 0."""
     if summary.get("interrupted"):
         return EXIT_INTERRUPTED
+    if summary.get("failed_outputs"):
+        return EXIT_OUTPUT_FAILED
     if summary["history"]["status"] == "nonfinite":
         return EXIT_NONFINITE
     return EXIT_OK

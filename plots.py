@@ -203,7 +203,16 @@ def save_rho_hat_histogram(rho_hat, path, rho=None, size_pixels=(800, 500)):
         raise ValueError(f"rho_hat: expected a non-empty 1-D array of finite values, got shape {rho_hat.shape}")
     figure = _new_figure(size_pixels)
     axes = figure.add_subplot()
-    axes.hist(rho_hat, bins=min(40, max(5, rho_hat.size // 4)), color="tab:gray", edgecolor="white")
+    # Values that differ by a few ulps (units all alike, e.g. after an enormous lam) leave no room
+    # for distinct bin edges, and NumPy refuses; such a spread is drawn as one bar, centred.
+    lo, hi = float(rho_hat.min()), float(rho_hat.max())
+    bin_range = None
+    if hi - lo <= 1e-9 * max(abs(lo), abs(hi), 1e-300):
+        centre = (lo + hi) / 2
+        half = max(1e-6 * abs(centre), 1e-300)
+        bin_range = (centre - half, centre + half)
+    axes.hist(rho_hat, bins=min(40, max(5, rho_hat.size // 4)), range=bin_range, color="tab:gray",
+              edgecolor="white")
     axes.axvline(rho_hat.mean(), color="tab:blue", linestyle="--",
                  label=f"mean rho_hat = {rho_hat.mean():.4g}")
     if rho is not None:

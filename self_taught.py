@@ -235,9 +235,11 @@ def build_parser():
         description="UFLDL's Self-Taught Learning exercise: a sparse autoencoder learns features "
                     "from MNIST digits 5-9; softmax regression on those features (and, for "
                     "comparison, on raw pixels) classifies digits 0-4.",
+        epilog=experiment.EXIT_STATUS_HELP + " A failure in the softmax stage (after the "
+               "autoencoder is saved) is reported the same way, with status 4.",
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data-dir", type=Path, default=Path("data/mnist"),
+    data.add_argument("--data-dir", type=experiment.nonempty_path, default=Path("data/mnist"),
                       help="folder with the four MNIST IDX files (raw or .gz); missing files are "
                            "downloaded into it (default data/mnist)")
     data.add_argument("--unlabeled-limit", type=experiment.positive_int, default=None,
@@ -270,7 +272,10 @@ def run(args, data, *, start_time=None, stream=None):
     Returns (model, results, paths, exit status). When the autoencoder's
     training is stopped (Ctrl-C: status 130; a non-finite cost: 3), it is
     saved as usual by ``experiment.run`` and the classifiers are skipped
-    (results None).
+    (results None). A step that fails after training (an output of
+    ``experiment.run``, the softmax stage, the accuracy figure, the results)
+    is reported in one line on stderr, the other steps still run, and the
+    status is 4 (``experiment.EXIT_OUTPUT_FAILED``).
     """
     import plots  # matplotlib only when figures are written
 
@@ -288,44 +293,72 @@ def run(args, data, *, start_time=None, stream=None):
                                            tile_shape=(28, 28), info=info, start_time=start_time,
                                            stream=stream)
     status = experiment.exit_status(summary)
-    if status != 0:                       # Ctrl-C or a non-finite cost: the autoencoder is saved
+    if status in (experiment.EXIT_INTERRUPTED, experiment.EXIT_NONFINITE):
+        # Ctrl-C or a non-finite cost: the autoencoder is saved
         print("Softmax stage skipped: the autoencoder did not finish training.", file=stream,
               flush=True)
         return model, None, paths, status
 
+    # From here on a failure loses nothing already written: each step is tried on its own,
+    # reported in one line on stderr, and the run ends with status 4 (EXIT_OUTPUT_FAILED).
+    failures = []
     print(f"Training softmax regression on features and on pixels "
           f"({args.softmax_iters} iterations each)...", file=stream, flush=True)
-    results = evaluate_representations(model.encode, data, lam=args.softmax_lam,
-                                       max_iter=args.softmax_iters, bias=args.softmax_bias)
-    confusion = confusion_matrix(data["test_y"], results["features"]["test_prediction"],
-                                 len(LABELED_DIGITS))
-    accuracies = {
-        f"UFLDL test set\n({data['test_y'].size} images)": _accuracy_pair(results, "test_half"),
-        f"MNIST test set, 0-4\n({data['official_y'].size} images)":
-            _accuracy_pair(results, "official_test"),
-    }
+    results = experiment.attempt(
+        failures, "the softmax stage", None,
+        lambda: evaluate_representations(model.encode, data, lam=args.softmax_lam,
+                                         max_iter=args.softmax_iters, bias=args.softmax_bias))
     out_dir = Path(args.out_dir)
-    paths["accuracy"] = plots.save_self_taught_figure(
-        accuracies, confusion, out_dir / f"{NAME}_accuracy.png", class_names=LABELED_DIGITS)
+    if results is not None:
+        def accuracy_figure(path):
+            confusion = confusion_matrix(data["test_y"], results["features"]["test_prediction"],
+                                         len(LABELED_DIGITS))
+            accuracies = {
+                f"UFLDL test set\n({data['test_y'].size} images)": _accuracy_pair(results, "test_half"),
+                f"MNIST test set, 0-4\n({data['official_y'].size} images)":
+                    _accuracy_pair(results, "official_test"),
+            }
+            return plots.save_self_taught_figure(accuracies, confusion, path,
+                                                 class_names=LABELED_DIGITS)
 
-    softmax_info = {
-        "labeled_digits": list(LABELED_DIGITS), "lam": args.softmax_lam,
-        "max_iter": args.softmax_iters, "bias": args.softmax_bias,
-        "m_train": int(data["train_y"].size),
-        "accuracy": {rep: results[rep]["accuracy"] for rep in REPRESENTATIONS},
-    }
-    model.save(paths["model"], extra=softmax_arrays(results),
-               info={"tile_shape": [28, 28], **info, "softmax": softmax_info})
+        path = out_dir / f"{NAME}_accuracy.png"
+        if experiment.attempt(failures, "the accuracy figure", path, lambda: accuracy_figure(path)):
+            paths["accuracy"] = path
+        softmax_info = {
+            "labeled_digits": list(LABELED_DIGITS), "lam": args.softmax_lam,
+            "max_iter": args.softmax_iters, "bias": args.softmax_bias,
+            "m_train": int(data["train_y"].size),
+            "accuracy": {rep: results[rep]["accuracy"] for rep in REPRESENTATIONS},
+        }
+        model_path = experiment.output_paths(out_dir, NAME)["model"]
+        saved = experiment.attempt(
+            failures, "the model with the softmax params", model_path,
+            lambda: model.save(model_path, extra=softmax_arrays(results),
+                               info={"tile_shape": [28, 28], **info, "softmax": softmax_info}) or True)
+        text = experiment.attempt(
+            failures, "the results", None,
+            lambda: format_results(results, data, lam=args.softmax_lam, max_iter=args.softmax_iters,
+                                   bias=args.softmax_bias,
+                                   wall_seconds=time.perf_counter() - start_time))
+        if text is not None:
+            path = out_dir / f"{NAME}_results.txt"
+            if experiment.attempt(failures, "the results", path, lambda: _write_text(text, path)):
+                paths["results"] = path
+            print(text, file=stream)
+        written = [str(paths[key]) for key in ("accuracy", "results") if key in paths]
+        print(f"  wrote:     {', '.join(written) or 'nothing'}"
+              + (f"; softmax params added to {model_path}" if saved else ""), file=stream, flush=True)
+    for failure in failures:
+        print(experiment.failure_line(*failure), file=sys.stderr, flush=True)
+    if failures:
+        status = experiment.EXIT_OUTPUT_FAILED
+    return model, results, paths, status
 
-    text = format_results(results, data, lam=args.softmax_lam, max_iter=args.softmax_iters,
-                          bias=args.softmax_bias, wall_seconds=time.perf_counter() - start_time)
-    paths["results"] = out_dir / f"{NAME}_results.txt"
-    with atomic_write(paths["results"], mode="w") as handle:
+
+def _write_text(text, path):
+    with atomic_write(path, mode="w") as handle:
         handle.write(text + "\n")
-    print(text, file=stream)
-    print(f"  wrote:     {paths['accuracy']}, {paths['results']}; softmax params added to "
-          f"{paths['model']}", file=stream, flush=True)
-    return model, results, paths, 0
+    return path
 
 
 def _accuracy_pair(results, key):
@@ -339,6 +372,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     memory.refuse_training_beyond_memory(parser, args, m=70_000, n_visible=784,   # MNIST at most
                                          data_option="--unlabeled-limit")
+    experiment.check_options(parser, args, n_visible=784, name=NAME,
+                             more_outputs=(f"{NAME}_accuracy.png", f"{NAME}_results.txt"))
     try:
         X_train, y_train = mnist.load_mnist(args.data_dir, "train", dtype=args.dtype)
         X_test, y_test = mnist.load_mnist(args.data_dir, "test", dtype=args.dtype)

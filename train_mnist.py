@@ -20,7 +20,9 @@ time).
 Ctrl-C stops after the current step and saves the model and figures of the
 parameters reached. Exit status: 0 done, 1 missing or bad data files, 2 bad
 options, 3 the cost became NaN or infinite (the last finite parameters are
-saved), 130 interrupted by Ctrl-C (see experiment.py).
+saved), 4 an output (a figure, the diagnostics, the summary) failed after
+training (one line each on stderr; everything else is written), 130
+interrupted by Ctrl-C (see experiment.py).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ def build_parser():
     parser = argparse.ArgumentParser(
         description="Train a sparse autoencoder on MNIST digits (defaults: UFLDL's "
                     "Vectorization exercise, 784 -> 196, L-BFGS 400 iterations).",
+        epilog=experiment.EXIT_STATUS_HELP,
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data-dir", type=Path, default=Path("data/mnist"),
+    data.add_argument("--data-dir", type=experiment.nonempty_path, default=Path("data/mnist"),
                       help="folder with the four MNIST IDX files (raw or .gz); missing files are "
                            "downloaded into it (default data/mnist)")
     data.add_argument("--examples", type=experiment.positive_int, default=10_000,
@@ -54,9 +57,11 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    start_time = time.perf_counter()
-    parser = build_parser()
+def parse_args(argv=None, parser=None):
+    """Parse the options and refuse, through ``parser.error`` (exit 2, one line), every value
+    the run would fail on later: sizes beyond MNIST or memory, and what ``experiment.check_options``
+    refuses. Loads nothing. (bench.py --train checks its --train-args with it.)"""
+    parser = build_parser() if parser is None else parser
     args = parser.parse_args(argv)
     for option, value, available in (("--examples", args.examples, 60_000),
                                      ("--test-examples", args.test_examples, 10_000)):
@@ -64,6 +69,13 @@ def main(argv=None):
             parser.error(f"{option}: MNIST has {available} images in that split, got {value}")
     memory.refuse_training_beyond_memory(parser, args, m=args.examples + args.test_examples,
                                          n_visible=784, data_option="--examples")
+    experiment.check_options(parser, args, n_visible=784, name="mnist")
+    return args
+
+
+def main(argv=None):
+    start_time = time.perf_counter()
+    args = parse_args(argv)
     try:
         X_train, _ = mnist.load_mnist(args.data_dir, "train", n=args.examples, dtype=args.dtype)
         X_test, _ = mnist.load_mnist(args.data_dir, "test", n=args.test_examples, dtype=args.dtype)

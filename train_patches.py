@@ -83,7 +83,7 @@ def build_parser():
                     "Sparse Autoencoder exercise, 10,000 whitened 8 x 8 patches, 64 -> 25, "
                     "L-BFGS 400 iterations) and draw the learned edge detectors.",
         epilog="Runs NumPy with one OpenBLAS thread unless OPENBLAS_NUM_THREADS or "
-               "OMP_NUM_THREADS is set (see the README).",
+               "OMP_NUM_THREADS is set (see the README). " + experiment.EXIT_STATUS_HELP,
     )
     data = parser.add_argument_group("data")
     data.add_argument("--images", type=Path, nargs="+", metavar="PATH",
@@ -110,9 +110,10 @@ def build_parser():
                            "[0.1, 0.9]; sets the defaults --decoder linear, --rho 0.035, "
                            "--lam 0.003 and (KL) --beta 5. The ZCA matrix and mean patch are "
                            "saved with the model")
-    data.add_argument("--zca-epsilon", type=experiment.nonnegative_float, default=None,
-                      help="ZCA regularization epsilon: W_zca = U diag(1/sqrt(S + epsilon)) U^T "
-                           f"(default {DEFAULT_ZCA_EPSILON}; needs --zca)")
+    data.add_argument("--zca-epsilon", type=experiment.positive_float, default=None,
+                      help="ZCA regularization epsilon > 0: W_zca = U diag(1/sqrt(S + epsilon)) U^T "
+                           f"(default {DEFAULT_ZCA_EPSILON}; needs --zca; 0 is refused: with each "
+                           "patch's mean removed the covariance is always singular)")
     data.add_argument("--preset", choices=sorted(PRESETS),
                       help="notes: the configuration of the notes' own figure, 10 x 10 patches "
                            "and 100 hidden units (--size and --hidden given explicitly still win)")
@@ -145,6 +146,7 @@ def parse_args(argv=None, parser=None):
     check_combinations(parser, args)
     memory.refuse_training_beyond_memory(parser, args, m=args.patches + args.test_patches,
                                          n_visible=args.size * args.size, data_option="--patches")
+    experiment.check_options(parser, args, n_visible=args.size * args.size, name=run_name(args))
     if args.cutoff is None:
         args.cutoff = DEFAULT_CUTOFF
     if args.zca_epsilon is None:

@@ -660,12 +660,22 @@ BAD_OPTIONS = [
     (["--examples", "abc"], "--examples"), (["--test-examples", "10001"], "--test-examples"),
     (["--out-dir", "{a_file}"], "--out-dir"), (["--out-dir", "{a_file}/sub"], "--out-dir"),
     (["--hidden", "1000000000"], "--hidden"), (["--hidden", "10" + "0" * 30], "--hidden"),
+    # issue 12, class 5: what the model (or the writer) would refuse, refused by argparse
+    (["--rho", "1e-39", "--dtype", "float32"], "--rho"), (["--rho", "1e-310"], "--rho"),
+    (["--rho", "1e-39", "--dtype", "float32", "--penalty", "l1"], "--rho"),
+    (["--beta", "1e36", "--dtype", "float32"], "--beta"), (["--beta", "1e300"], "--beta"),
+    (["--beta", "1e36", "--dtype", "float32", "--penalty", "l1"], "--beta"),
+    (["--lam", "1e37", "--dtype", "float32"], "--lam"), (["--lam", "1e307"], "--lam"),
+    (["--out-dir", ""], "--out-dir"), (["--out-dir", " "], "--out-dir"),
+    (["--out-dir", "a\0b"], "--out-dir"), (["--out-dir", "{tmp}/" + "n" * 300], "--out-dir"),
+    (["--out-dir", "{folder_model}"], "--out-dir"),
 ]
 
 
 @pytest.mark.parametrize("argv, option", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
 def test_bad_script_options_are_argparse_errors(argv, option, ctx, capsys):
-    argv = [a.format(a_file=ctx.a_file) for a in argv]
+    (ctx.tmp_path / "taken" / "mnist_model.npz").mkdir(parents=True)   # an output name taken by a folder
+    argv = [a.format(a_file=ctx.a_file, tmp=ctx.tmp_path, folder_model=ctx.tmp_path / "taken") for a in argv]
     with pytest.raises(SystemExit) as info:
         train_mnist.main(["--data-dir", str(ctx.mnist_dir), *argv])
     assert info.value.code == 2
@@ -693,6 +703,42 @@ def test_sizes_that_cannot_fit_are_refused_before_loading(script, argv, option, 
     assert info.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert option in last and "memory" in last and "available" in last, last
+
+
+# The same for the other scripts; all refused right after parsing, before any data is loaded.
+SCRIPT_OPTIONS = [
+    ("train_patches", ["--rho", "1e-39", "--dtype", "float32"], "--rho"),
+    ("train_patches", ["--zca", "--zca-epsilon", "0"], "--zca-epsilon"),
+    ("train_patches", ["--zca", "--lam", "1e37", "--dtype", "float32"], "--lam"),
+    ("train_patches", ["--out-dir", ""], "--out-dir"),
+    ("self_taught", ["--beta", "1e36", "--dtype", "float32"], "--beta"),
+    ("self_taught", ["--rho", "2e-308"], "--rho"),
+    ("self_taught", ["--out-dir", "{folder_results}"], "--out-dir"),
+    ("self_taught", ["--data-dir", ""], "--data-dir"),
+    ("train_mnist", ["--data-dir", ""], "--data-dir"),
+    ("gradcheck", ["--eps", "1e200"], "--eps"),
+    ("gradcheck", ["--hidden", "1000000", "--visible", "1000000"], "--hidden"),
+    ("gradcheck", ["--examples", "10000000000", "--visible", "100000"], "--examples"),
+]
+
+
+@pytest.mark.parametrize("script, argv, option", SCRIPT_OPTIONS,
+                         ids=[f"{s} {' '.join(a)}" for s, a, _ in SCRIPT_OPTIONS])
+def test_what_the_model_would_refuse_is_refused_by_every_scripts_argparse(script, argv, option, tmp_path,
+                                                                            capsys):
+    import importlib
+
+    (tmp_path / "self_taught_results.txt").mkdir()
+    argv = [a.format(folder_results=tmp_path) for a in argv]
+    if script == "self_taught" and "--data-dir" not in argv:
+        argv += ["--data-dir", "/nonexistent"]
+    with pytest.raises(SystemExit) as info:
+        importlib.import_module(script).main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert option in last and "Traceback" not in err, err
+    assert ": error: " in last, err
 
 
 def _truncate_gz(directory):
@@ -854,6 +900,79 @@ def test_diverging_adam_with_a_finite_cost_says_so(ctx, monkeypatch, capsys):
                                "--batch-size", "2", "--out-dir", str(ctx.tmp_path / "out")])
     assert status == 0                                    # finite, only bad: a warning, not an error
     assert "Adam diverged; try a smaller learning rate (--lr 100)" in capsys.readouterr().out
+
+
+# Issue 12, class 5: a failure after training loses nothing. Found with this run: lam 3e15
+# drives every W1 to ~0, all rho_hat agree to a few ulps, and np.histogram refused to bin them
+# ("Too many bins for data range"): the run crashed inside matplotlib with the model, filters
+# and training curve written, and no rho_hat histogram, reconstructions or summary.
+def _tiny_run(ctx, monkeypatch, *extra):
+    write_split(ctx.mnist_dir, monkeypatch, split="train", n=20)
+    write_split(ctx.mnist_dir, monkeypatch, split="test", n=5)
+    out_dir = ctx.tmp_path / "out"
+    status = train_mnist.main(["--data-dir", str(ctx.mnist_dir), "--examples", "20", "--test-examples", "5",
+                               "--hidden", "4", "--quiet", "--out-dir", str(out_dir), *extra])
+    return status, out_dir
+
+
+def test_the_run_whose_rho_hat_histogram_crashed_matplotlib_now_writes_everything(ctx, monkeypatch, capsys):
+    status, out_dir = _tiny_run(ctx, monkeypatch, "--lam", "3e15", "--iters", "50")
+    assert status == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(OUTPUTS)
+    assert "spread std" in (out_dir / "mnist_summary.txt").read_text()
+
+
+def _histogram_fails(*args, **kwargs):
+    raise ValueError("Too many bins for data range. Cannot create 5 finite-sized bins.")
+
+
+def _diagnostics_fail(*args, **kwargs):
+    raise FloatingPointError("overflow in diagnostics\nsecond line")
+
+
+@pytest.mark.parametrize("failure, missing, named", [
+    ("rho_hat histogram", ["mnist_rho_hat.png"], "the rho_hat histogram"),
+    ("diagnostics", ["mnist_rho_hat.png"], "the diagnostics on the"),
+    ("summary write", ["mnist_summary.txt"], "the summary"),
+    ("model save", ["mnist_model.npz"], "the model"),
+])
+def test_a_failure_after_training_still_writes_the_rest_and_exits_4(failure, missing, named, ctx, monkeypatch,
+                                                                     capsys):
+    import plots
+
+    if failure == "rho_hat histogram":
+        monkeypatch.setattr(plots, "save_rho_hat_histogram", _histogram_fails)
+    elif failure == "diagnostics":
+        monkeypatch.setattr(experiment, "diagnostics", _diagnostics_fail)
+    elif failure == "summary write":
+        monkeypatch.setattr(experiment, "write_summary", _histogram_fails)
+    else:
+        monkeypatch.setattr(train.SparseAutoencoder, "save", _histogram_fails)
+    status, out_dir = _tiny_run(ctx, monkeypatch, "--iters", "3")
+    assert status == experiment.EXIT_OUTPUT_FAILED == 4
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(set(OUTPUTS) - set(missing))
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert errors and all(line.startswith(f"error: {named}") or "rho_hat" in line for line in errors), errors
+    assert all("(exit status 4)" in line for line in errors) and "Traceback" not in captured.err
+    assert "Exit status 4." in captured.out.strip().splitlines()[-1]
+    if failure != "model save":
+        train.SparseAutoencoder.load(out_dir / "mnist_model.npz")          # complete and loadable
+    if failure == "diagnostics":
+        assert "diagnostics:      not computed" in (out_dir / "mnist_summary.txt").read_text()
+
+
+def test_exit_statuses_are_documented_in_every_training_scripts_help(capsys):
+    import self_taught
+    import train_patches
+
+    for module in (train_mnist, train_patches, self_taught):
+        with pytest.raises(SystemExit):
+            module.build_parser().parse_args(["--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "4 trained, but an output" in text and "130 interrupted" in text, module.__name__
+    assert experiment.EXIT_OUTPUT_FAILED not in (experiment.EXIT_OK, experiment.EXIT_NONFINITE,
+                                                 experiment.EXIT_INTERRUPTED, 1, 2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -95,7 +95,7 @@ def test_zca_sets_the_linear_decoder_exercise_defaults():
     (["--no-whiten", "--cutoff", "0.3"], "--no-whiten with --cutoff"),
     (["--zca-epsilon", "0.2"], "--zca-epsilon without --zca"),
     (["--cutoff", "0"], "expected a finite number > 0"),
-    (["--zca", "--zca-epsilon", "-1"], "expected a finite number >= 0"),
+    (["--zca", "--zca-epsilon", "-1"], "expected a finite number > 0"),
     (["--size", "0"], "expected a positive integer"),
     (["--preset", "paper"], "invalid choice"),
     (["--images"], "expected at least one argument"),
