@@ -40,6 +40,13 @@ With --models, the table is that of the ReLU + L1 and TopK models (issue
 products (default shape 10000 x 784 -> 256, k = n_hidden / 8), and, for
 topk_auxk, with a quarter of the latents dead and AuxK on them (which adds
 three products of its own: a_aux W2^T, its W2^T backward and dJ/dW2).
+
+With --train, the --train-args are checked by train_mnist.py's own parser
+(``train_mnist.parse_args``, which runs nothing) and --data-dir must be a
+folder, before the benchmark starts: a bad value is refused at once (exit
+status 2, one line). Exit status: 0 done, 1 a timed train_mnist.py run
+failed (its exit status and the end of its stderr are printed), 2 bad
+options.
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ from pathlib import Path
 
 import numpy as np
 
-from argtypes import nonnegative_int, positive_int
+from argtypes import nonempty_path, nonnegative_int, positive_int
 import fast
 import memory
 import sparse_autoencoder as sae
@@ -162,10 +169,52 @@ def build_parser():
         help="extra arguments for train_mnist.py, as one quoted string, e.g. '--dtype float32'",
     )
     parser.add_argument(
-        "--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+        "--data-dir", type=nonempty_path, default=DEFAULT_DATA_DIR,
         help=f"MNIST directory passed to train_mnist.py --data-dir (default {DEFAULT_DATA_DIR})",
     )
+    parser.epilog = ("Exit status: 0 done; 1 a timed train_mnist.py run failed; 2 bad options "
+                     "(with --train, also --train-args that train_mnist.py would refuse, checked "
+                     "before the benchmark starts).")
     return parser
+
+
+class _Refused(Exception):
+    """train_mnist.py's parser refused the --train-args (raised instead of exiting)."""
+
+
+def check_train_args(parser, args):
+    """``parser.error`` (exit 2, one line) if ``--train`` could not run: checked before the
+    benchmark, so that a typo does not cost the minutes the benchmark takes.
+
+    The --train-args are parsed by train_mnist.py's own parser and checks
+    (``train_mnist.parse_args``), as the timed run will get them, without running anything.
+    """
+    if not args.train or not (ROOT / "train_mnist.py").exists():
+        return                                  # no train_mnist.py: skipped later, with a message
+    if not args.data_dir.is_dir():
+        parser.error(f"--data-dir: {args.data_dir} is not a folder; --train times train_mnist.py "
+                     f"on the MNIST files in it")
+    try:
+        extra = shlex.split(args.train_args)
+    except ValueError as exc:
+        parser.error(f"--train-args: cannot split {args.train_args!r}: {exc}")
+    import train_mnist
+
+    inner = train_mnist.build_parser()
+
+    def refuse(message):
+        raise _Refused(message)
+
+    inner.error = refuse
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as out_dir:
+        try:
+            train_mnist.parse_args(["--data-dir", str(args.data_dir), "--out-dir", out_dir, *extra],
+                                   parser=inner)
+        except _Refused as exc:
+            parser.error(f"--train-args: train_mnist.py would refuse {args.train_args!r}: {exc}")
+        except SystemExit:                      # --help, --version: nothing would be timed
+            parser.error(f"--train-args: {args.train_args!r} makes train_mnist.py exit "
+                         f"without training")
 
 
 # ---------------------------------------------------------------------------
@@ -551,13 +600,14 @@ def accuracy_table(rows):
 
 
 def time_training(runs, data_dir, extra_args):
+    """Time ``runs`` runs of train_mnist.py; returns 0, or 1 if a run failed (or None if skipped)."""
     script = ROOT / "train_mnist.py"
     if not script.exists():
         print(f"\n--train: {script.name} is not in this tree ({ROOT}); skipped.")
-        return
+        return None
     if not data_dir.exists():
         print(f"\n--train: the MNIST directory {data_dir} does not exist; skipped.")
-        return
+        return None
     seconds = []
     for run in range(runs):
         with tempfile.TemporaryDirectory(prefix="bench-train-") as out_dir:
@@ -568,20 +618,26 @@ def time_training(runs, data_dir, extra_args):
             seconds.append(time.perf_counter() - start)
         if done.returncode != 0:
             print(f"\n--train: {shlex.join(command)} failed (exit {done.returncode}):\n"
-                  f"{done.stderr[-2000:]}")
-            return
+                  f"{done.stderr[-2000:]}", flush=True)
+            print(f"error: --train: train_mnist.py run {run + 1} failed with exit status "
+                  f"{done.returncode} (exit status 1)", file=sys.stderr, flush=True)
+            return 1
         print(f"train_mnist.py run {run + 1}/{runs}: {seconds[-1]:.1f} s", flush=True)
     shown = shlex.join(["python", "train_mnist.py", "--data-dir", str(data_dir),
                         "--out-dir", "<tmp>", *shlex.split(extra_args)])
     print(f"\n`{shown}`: median {statistics.median(seconds):.1f} s wall time over "
           f"{runs} run(s) (min {min(seconds):.1f}, max {max(seconds):.1f})")
+    return 0
 
 
 # ---------------------------------------------------------------------------
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    """Run the benchmark; returns the exit status (0, or 1 if a timed training run failed)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_train_args(parser, args)
     shapes = args.shapes or [parse_shape(s) for s in DEFAULT_SHAPES]
     repeats = args.repeats or (3 if args.quick else 9)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
@@ -628,9 +684,10 @@ def main(argv=None):
         for dtype in ("float64", "float32"):
             print(f"| {dtype} | " + " | ".join(f"{v:.1e}" for (d, _), v in checks.items() if d == dtype)
                   + " |")
-    if args.train:
-        time_training(args.train_runs, args.data_dir, args.train_args)
+    if args.train and time_training(args.train_runs, args.data_dir, args.train_args):
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

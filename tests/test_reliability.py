@@ -719,6 +719,12 @@ SCRIPT_OPTIONS = [
     ("gradcheck", ["--eps", "1e200"], "--eps"),
     ("gradcheck", ["--hidden", "1000000", "--visible", "1000000"], "--hidden"),
     ("gradcheck", ["--examples", "10000000000", "--visible", "100000"], "--examples"),
+    ("bench", ["--train", "--train-args", "--rho 1e-39 --dtype float32"], "--train-args"),
+    ("bench", ["--train", "--train-args", "--hidden"], "--train-args"),
+    ("bench", ["--train", "--train-args", "--no-such-option"], "--train-args"),
+    ("bench", ["--train", "--train-args", "'unbalanced"], "--train-args"),
+    ("bench", ["--train", "--train-args", "--examples 60001"], "--train-args"),
+    ("bench", ["--train", "--data-dir", "/nonexistent"], "--data-dir"),
 ]
 
 
@@ -732,6 +738,8 @@ def test_what_the_model_would_refuse_is_refused_by_every_scripts_argparse(script
     argv = [a.format(folder_results=tmp_path) for a in argv]
     if script == "self_taught" and "--data-dir" not in argv:
         argv += ["--data-dir", "/nonexistent"]
+    if script == "bench" and "--data-dir" not in argv:
+        argv += ["--data-dir", str(tmp_path)]
     with pytest.raises(SystemExit) as info:
         importlib.import_module(script).main(argv)
     assert info.value.code == 2
@@ -739,6 +747,33 @@ def test_what_the_model_would_refuse_is_refused_by_every_scripts_argparse(script
     last = err.strip().splitlines()[-1]
     assert option in last and "Traceback" not in err, err
     assert ": error: " in last, err
+
+
+# Issue 12, class 6: bench.py --train exits non-zero when the training run it times fails.
+BENCH_QUICK = ["--shapes", "6x4x3", "--dtypes", "float64", "--repeats", "1", "--warmup", "0", "--loop-rows", "2"]
+TRAIN_TINY = "--examples 5 --test-examples 5 --hidden 2 --iters 1 --quiet"
+
+
+def test_bench_train_exits_1_when_the_timed_run_fails(tmp_path, monkeypatch, capsys):
+    import bench
+
+    for split in ("train", "test"):                   # fake files: the subprocess's checksums refuse them
+        write_split(tmp_path, monkeypatch, split=split, n=5)
+    status = bench.main([*BENCH_QUICK, "--train", "--data-dir", str(tmp_path), "--train-args", TRAIN_TINY])
+    assert status == 1
+    captured = capsys.readouterr()
+    assert "failed (exit 1)" in captured.out and "SHA-256" in captured.out
+    assert captured.err.strip().splitlines()[-1].startswith("error: --train: train_mnist.py run 1 failed")
+
+
+def test_bench_train_exits_0_when_the_timed_run_succeeds(capsys):
+    import bench
+
+    if not MNIST_DIR.is_dir():
+        pytest.skip(f"real MNIST not found in {MNIST_DIR}")
+    status = bench.main([*BENCH_QUICK, "--train", "--data-dir", str(MNIST_DIR), "--train-args", TRAIN_TINY])
+    assert status == 0
+    assert "median" in capsys.readouterr().out.strip().splitlines()[-1]
 
 
 def _truncate_gz(directory):
