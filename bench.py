@@ -36,8 +36,9 @@ less.
     python bench.py --models relu_l1 topk topk_auxk   # today's SAEs (modern_sae.py) instead
 
 With --models, the table is that of the ReLU + L1 and TopK models (issue
-13): one ``modern_sae`` cost-and-gradient call against the same five
-products (default shape 10000 x 784 -> 256, k = n_hidden / 8), and, for
+13): one cost-and-gradient call, readable (``modern_sae``) and tuned
+(``fast.relu_l1_cost_and_grad``, ``fast.topk_cost_and_grad``), against the
+same five products (default shape 10000 x 784 -> 256, k = n_hidden / 8), and, for
 topk_auxk, with a quarter of the latents dead and AuxK on them (which adds
 three products of its own: a_aux W2^T, its W2^T backward and dJ/dW2).
 
@@ -489,8 +490,10 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
-def model_calls(models, m, n_visible, n_hidden, dtype, seed):
+def model_calls(models, m, n_visible, n_hidden, dtype, seed, module=modern_sae):
     """(params, X, {model: one cost-and-gradient call}) for ``bench_models_row``.
+
+    module: ``modern_sae`` (readable) or ``fast`` (tuned).
 
     X uniform in [0, 1) (784 pixels' range); TopK's initialization (unit-norm
     decoder, W1 = W2^T, b2 the mean of X) for both models, ReLU + L1 with
@@ -504,40 +507,49 @@ def model_calls(models, m, n_visible, n_hidden, dtype, seed):
     dead = np.zeros(n_hidden, dtype=bool)
     dead[::4] = True
     calls = {
-        "relu_l1": lambda: modern_sae.relu_l1_cost_and_grad(params, X, l1=0.1),
-        "topk": lambda: modern_sae.topk_cost_and_grad(params, X, k=k),
-        "topk_auxk": lambda: modern_sae.topk_cost_and_grad(params, X, k=k, aux_k=max(1, n_hidden // 2),
-                                                           dead=dead),
+        "relu_l1": lambda: module.relu_l1_cost_and_grad(params, X, l1=0.1),
+        "topk": lambda: module.topk_cost_and_grad(params, X, k=k),
+        "topk_auxk": lambda: module.topk_cost_and_grad(params, X, k=k, aux_k=max(1, n_hidden // 2),
+                                                       dead=dead),
     }
     return params, X, {name: calls[name] for name in models}
 
 
 def bench_models_row(models, m, n_visible, n_hidden, dtype, *, repeats, warmup, seed):
-    """One row per model: ms per call, the five-product floor, the ratio, peak extra memory."""
-    params, X, calls = model_calls(models, m, n_visible, n_hidden, dtype, seed)
+    """One row per model: ms per call (readable, tuned), the five-product floor, the ratios,
+    peak extra memory."""
+    params, X, readable = model_calls(models, m, n_visible, n_hidden, dtype, seed)
+    _, _, tuned = model_calls(models, m, n_visible, n_hidden, dtype, seed, module=fast)
     floor = make_floor(params, X)
     load = OtherLoad()
-    timings = time_alternately([*calls.values(), floor], repeats, warmup)
+    timings = time_alternately([*readable.values(), *tuned.values(), floor], repeats, warmup)
     others = load.share()
     t_floor = timings[-1][0]
     rows = []
-    for name, (t, lo, hi) in zip(calls, timings):
+    for i, name in enumerate(readable):
+        t_readable = timings[i][0]
+        t, lo, hi = timings[len(readable) + i]
         rows.append({
             "model": name, "shape": f"{m} x {n_visible} -> {n_hidden}", "dtype": np.dtype(dtype).name,
-            "ms": 1e3 * t, "spread": f"{1e3 * lo:.1f}-{1e3 * hi:.1f}", "floor_ms": 1e3 * t_floor,
-            "ratio": t / t_floor, "memory": peak_extra_bytes(calls[name]) / X.nbytes,
+            "readable_ms": 1e3 * t_readable, "ms": 1e3 * t, "spread": f"{1e3 * lo:.1f}-{1e3 * hi:.1f}",
+            "floor_ms": 1e3 * t_floor, "readable_ratio": t_readable / t_floor, "ratio": t / t_floor,
+            "readable_memory": peak_extra_bytes(readable[name]) / X.nbytes,
+            "memory": peak_extra_bytes(tuned[name]) / X.nbytes,
             "others": "?" if others is None else f"{100 * others:.0f}%",
         })
     return rows
 
 
 def models_table(rows):
-    lines = ["| model | shape (m x n_visible -> n_hidden) | dtype | ms/call (min-max) | floor ms "
-             "| ratio to floor | peak extra memory / X.nbytes | CPU used by others |",
-             "|" + "---|" * 8]
+    lines = ["| model | shape (m x n_visible -> n_hidden) | dtype | readable ms | tuned ms (min-max) "
+             "| floor ms | readable / floor | tuned / floor | peak extra memory / X.nbytes "
+             "(readable, tuned) | CPU used by others |",
+             "|" + "---|" * 10]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['shape']} | {r['dtype']} | {r['ms']:.1f} ({r['spread']}) "
-                     f"| {r['floor_ms']:.1f} | {r['ratio']:.2f}x | {r['memory']:.2f} | {r['others']} |")
+        lines.append(f"| {r['model']} | {r['shape']} | {r['dtype']} | {r['readable_ms']:.1f} "
+                     f"| {r['ms']:.1f} ({r['spread']}) | {r['floor_ms']:.1f} "
+                     f"| {r['readable_ratio']:.2f}x | {r['ratio']:.2f}x "
+                     f"| {r['readable_memory']:.2f}, {r['memory']:.2f} | {r['others']} |")
     return "\n".join(lines)
 
 
@@ -649,7 +661,8 @@ def main(argv=None):
     print("\n".join(machine_lines()))
     if args.models:
         shapes = args.shapes or [parse_shape(s) for s in DEFAULT_MODEL_SHAPES]
-        print(f"\nmodern_sae cost_and_grad of {', '.join(args.models)}, median of {repeats} calls "
+        print(f"\nOne cost-and-gradient call of {', '.join(args.models)}, readable (modern_sae) and "
+              f"tuned (fast), median of {repeats} calls "
               f"after {warmup} warm-up, alternating with the five-product floor.\n", flush=True)
         rows = [row for m, n_visible, n_hidden in shapes for dtype in args.dtypes
                 for row in bench_models_row(args.models, m, n_visible, n_hidden, np.dtype(dtype),

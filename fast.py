@@ -285,3 +285,168 @@ def _sparsity_delta(rho_hat, penalty, rho, beta):
     if penalty == "l1":
         return beta
     return None
+
+
+# ---------------------------------------------------------------------------
+# Today's SAEs: ReLU + L1 and TopK (modern_sae.py is the readable version)
+# ---------------------------------------------------------------------------
+#
+# The same numbers as ``modern_sae.relu_l1_cost_and_grad`` and
+# ``modern_sae.topk_cost_and_grad`` (tests/test_fast_path.py holds them
+# equal), with exactly the five products of one evaluation:
+#
+# - x_bar = X - b2 is never formed: z2 = X W1^T + (b1 - W1 b2), and
+#   dJ/dW1 = (delta2^T X - (sum_i delta2_i) b2^T) / m; dJ/db2 takes
+#   (sum_i delta2_i) W1, a vector times a matrix, instead of the readable
+#   version's (m, n_hidden) x (n_hidden, n_visible) product delta2 W1.
+# - In place: one (m, n_hidden) array holds z2, then a2; one (m, n_visible)
+#   array holds x_hat, then delta3 = x_hat - X.
+# - TopK's selection: each row's k-th largest z2 by ``np.partition``
+#   (O(m n_hidden)), then z2 >= it; only rows with ties at the k-th place
+#   go through ``modern_sae.topk_mask`` (its tie rule: lower indices first).
+# - AuxK works on the dead latents' columns only: its products are
+#   (m, n_dead) by (n_dead, n_visible), small while few latents are dead.
+#
+# The unchecked ``_relu_l1`` and ``_topk`` also return which latents fired
+# (a2 > 0 on some row), for the dead-latent tracker of train_modern.py.
+
+
+def relu_l1_cost_and_grad(params, X, *, l1=1.0, lam=0.0):
+    """``modern_sae.relu_l1_cost_and_grad``, tuned: same arguments, checks and results (to rounding)."""
+    from validation import check_relu_l1_call
+
+    params, X, l1, lam = check_relu_l1_call(params, X, l1, lam)
+    terms, grads, _ = _relu_l1(params, X, l1, lam)
+    return terms["cost"], grads
+
+
+def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.0):
+    """``modern_sae.topk_cost_and_grad``, tuned (without the frozen masks of the gradient
+    checker): same arguments, checks and results (to rounding)."""
+    from validation import check_topk_call
+
+    params, X, k, aux_k, alpha, dead, lam, *_ = check_topk_call(params, X, k, aux_k, alpha, dead, lam)
+    terms, grads, _ = _topk(params, X, k, aux_k, alpha, dead, lam)
+    return terms["cost"], grads
+
+
+def _relu_l1(params, X, l1, lam):
+    """(terms, grads, fired) of ReLU + L1, no checks; terms as ``modern_sae.relu_l1_cost_terms``."""
+    W1, W2 = params["W1"], params["W2"]
+    m = X.shape[0]
+    a2 = _preactivations(params, X)                          # z2, (m, n_hidden)
+    np.maximum(a2, 0, out=a2)                                # a2 = ReLU(z2), in place
+    norms = np.sqrt(np.einsum("ij,ij->j", W2, W2))           # ||W2[:, j]||, (n_hidden,)
+    a2_sums = a2.sum(axis=0, dtype=np.float64)               # sum_i a2_i, (n_hidden,)
+    delta3, squared_error = _residual(params, X, a2)         # x_hat - X, (m, n_visible)
+    delta2 = delta3 @ W2                                     # (m, n_hidden)
+    delta2 += (l1 * norms).astype(delta2.dtype)
+    active = a2 > 0                                          # ReLU' = 1{z2 > 0}
+    delta2 *= active
+    grads = _linear_decoder_grads(params, X, a2, delta3, delta2)
+    grads["W2"] += (l1 / m) * (W2 / np.where(norms > 0, norms, 1)) * a2_sums.astype(W2.dtype)
+    terms = {"reconstruction": 0.5 * squared_error / m,
+             "sparsity": l1 * float(a2_sums @ norms) / m,
+             "weight_decay": 0.5 * lam * (_sum_of_squares(W1) + _sum_of_squares(W2))}
+    terms["cost"] = sum(terms.values())
+    _add_weight_decay(grads, params, lam)
+    return terms, grads, active.any(axis=0)
+
+
+def _topk(params, X, k, aux_k, alpha, dead, lam):
+    """(terms, grads, fired) of TopK (+ AuxK), no checks; terms as ``modern_sae.topk_cost_terms``."""
+    W1, W2 = params["W1"], params["W2"]
+    m = X.shape[0]
+    a2 = _preactivations(params, X)                          # z2, (m, n_hidden)
+    use_aux = aux_k is not None and dead is not None and dead.any()
+    if use_aux:
+        dead_columns = np.flatnonzero(dead)
+        z2_dead = a2[:, dead_columns]                        # a copy: a2 is overwritten below
+    selected = _topk_select(a2, k)                           # (m, n_hidden) bool, k per row
+    np.maximum(a2, 0, out=a2)
+    a2 *= selected                                           # a2 = ReLU of the top k
+    delta3, squared_error = _residual(params, X, a2)         # x_hat - X, (m, n_visible)
+    delta2 = delta3 @ W2                                     # (m, n_hidden)
+    active = a2 > 0                                          # selected and z2 > 0
+    delta2 *= active
+    aux = 0.0
+    aux_grad_W2 = None
+    if use_aux:
+        aux_selected = _topk_select(z2_dead, min(aux_k, dead_columns.size))
+        a_aux = np.maximum(z2_dead, 0) * aux_selected        # (m, n_dead)
+        W2_dead = W2[:, dead_columns]                        # (n_visible, n_dead)
+        e = -delta3                                          # X - x_hat, held constant
+        spread = _sum_of_squares(e - e.mean(axis=0))
+        from validation import check_spread
+
+        check_spread(spread)
+        diff = a_aux @ W2_dead.T                             # e_hat, (m, n_visible)
+        diff += delta3                                       # e_hat - e
+        aux = alpha * _sum_of_squares(diff) / spread
+        diff *= 2 * alpha * m / spread                       # aux_delta3
+        aux_delta2 = diff @ W2_dead                          # (m, n_dead)
+        aux_delta2 *= a_aux > 0
+        delta2[:, dead_columns] += aux_delta2
+        aux_grad_W2 = diff.T @ a_aux                         # (n_visible, n_dead)
+    grads = _linear_decoder_grads(params, X, a2, delta3, delta2)
+    if aux_grad_W2 is not None:
+        grads["W2"][:, dead_columns] += aux_grad_W2 / m
+    terms = {"reconstruction": 0.5 * squared_error / m, "sparsity": 0.0, "auxk": float(aux),
+             "weight_decay": 0.5 * lam * (_sum_of_squares(W1) + _sum_of_squares(W2))}
+    terms["cost"] = sum(terms.values())
+    _add_weight_decay(grads, params, lam)
+    return terms, grads, active.any(axis=0)
+
+
+def _preactivations(params, X):
+    """z2 = X W1^T + (b1 - W1 b2) = (X - b2) W1^T + b1, without forming X - b2: (m, n_hidden)."""
+    W1 = params["W1"]
+    z2 = X @ W1.T
+    z2 += params["b1"] - W1 @ params["b2"]
+    return z2
+
+
+def _residual(params, X, a2):
+    """(delta3 = x_hat - X, sum of its squares): x_hat = a2 W2^T + b2, in one array."""
+    delta3 = a2 @ params["W2"].T                             # (m, n_visible)
+    delta3 += params["b2"]
+    delta3 -= X
+    return delta3, _sum_of_squares(delta3)
+
+
+def _linear_decoder_grads(params, X, a2, delta3, delta2):
+    """The gradient of both models, from their deltas (delta = m dJ/dz), all divided by m.
+
+    b2 enters twice: in x_hat (+ sum_i delta3_i) and in x_bar = x - b2
+    (- (sum_i delta2_i) W1); dJ/dW1 = sum_i delta2_i (x_i - b2)^T.
+    """
+    m = X.shape[0]
+    delta2_sums = delta2.sum(axis=0, dtype=np.float64)       # (n_hidden,)
+    W1, b2 = params["W1"], params["b2"]
+    grad_W1 = delta2.T @ X                                   # (n_hidden, n_visible)
+    grad_W1 -= np.outer(delta2_sums, b2).astype(grad_W1.dtype)
+    grad_b2 = delta3.sum(axis=0, dtype=np.float64) - delta2_sums @ W1
+    grads = {"W1": grad_W1, "b1": delta2_sums.astype(W1.dtype), "W2": delta3.T @ a2,
+             "b2": grad_b2.astype(W1.dtype)}
+    for name in PARAM_NAMES:
+        grads[name] /= m
+    return grads
+
+
+def _add_weight_decay(grads, params, lam):
+    if lam:
+        grads["W1"] += lam * params["W1"]
+        grads["W2"] += lam * params["W2"]
+
+
+def _topk_select(z2, k):
+    """``modern_sae.topk_mask(z2, k)``: z2 >= each row's k-th largest, ties fixed row by row."""
+    n_hidden = z2.shape[1]
+    kth_largest = np.partition(z2, n_hidden - k, axis=1)[:, n_hidden - k:n_hidden - k + 1]
+    selected = z2 >= kth_largest                             # (m, n_hidden)
+    tied_rows = np.flatnonzero(np.count_nonzero(selected, axis=1) != k)
+    if tied_rows.size:                                       # rare: equal values at the k-th place
+        from modern_sae import topk_mask
+
+        selected[tied_rows] = topk_mask(z2[tied_rows], k)
+    return selected

@@ -240,3 +240,77 @@ def test_one_pass_range_test_and_the_exact_check_agree(dtype):
             validation.check_X(X, params)
     strided = np.asfortranarray(np.full((4, 3), 0.5, dtype))[:, ::2]
     assert validation.in_unit_interval(strided)
+
+
+# --- today's SAEs: fast.relu_l1_cost_and_grad and fast.topk_cost_and_grad ---------
+
+
+def modern_problem(m, n_visible, n_hidden, seed, dtype=np.float64):
+    import modern_sae
+
+    rng = np.random.default_rng(seed)
+    X = (rng.random((m, n_visible)) ** 2).astype(dtype)
+    params = modern_sae.init_topk(n_visible, n_hidden, rng=rng, dtype=dtype, X=X)
+    params["b1"][:] = 0.1 * rng.standard_normal(n_hidden)
+    return params, X
+
+
+MODERN_CASES = [
+    ("relu_l1", dict(l1=0.3)), ("relu_l1", dict(l1=0.0, lam=0.01)),
+    ("topk", dict(k=1)), ("topk", dict(k=5, lam=0.01)), ("topk", dict(k=13)),
+    ("topk_auxk", dict(k=4, aux_k=3, alpha=0.5)), ("topk_auxk", dict(k=4, aux_k=13, lam=0.01)),          # aux_k above the 5 dead
+]
+
+
+def modern_call(module, name, params, X, settings, dead):
+    if name == "relu_l1":
+        return module.relu_l1_cost_and_grad(params, X, **settings)
+    if name == "topk_auxk":
+        settings = {**settings, "dead": dead}
+    return module.topk_cost_and_grad(params, X, **settings)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name, settings", MODERN_CASES)
+def test_tuned_modern_models_equal_the_readable_ones(name, settings, dtype):
+    import modern_sae
+
+    params, X = modern_problem(37, 11, 13, seed=len(name) + len(settings), dtype=dtype)
+    dead = np.arange(13) % 3 == 0
+    cost, grads = modern_call(fast, name, params, X, settings, dead)
+    expected_cost, expected = modern_call(modern_sae, name, params, X, settings, dead)
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    assert cost == pytest.approx(expected_cost, rel=rtol)
+    for key in expected:
+        assert grads[key].dtype == dtype and grads[key].shape == expected[key].shape
+        scale = np.abs(expected[key]).max()
+        np.testing.assert_allclose(grads[key], expected[key], rtol=0, atol=rtol * 10 * scale)
+
+
+def test_tuned_topk_breaks_ties_as_the_readable_one():
+    import modern_sae
+
+    params, X = modern_problem(8, 6, 7, seed=3)
+    X[:] = 0.5                                   # every row the same, and W1 rows repeated:
+    params["W1"][3] = params["W1"][2]            # latents 2 and 3 tie on every row
+    params["b1"][3] = params["b1"][2]
+    params["b2"][:] = 0.0
+    z2 = X @ params["W1"].T + params["b1"]
+    k = int(np.sum(z2[0] > z2[0, 2])) + 1        # the tie sits exactly at the k-th place
+    np.testing.assert_array_equal(fast._topk_select(z2, k), modern_sae.topk_mask(z2, k))
+    cost, grads = fast.topk_cost_and_grad(params, X, k=k)
+    expected_cost, expected = modern_sae.topk_cost_and_grad(params, X, k=k)
+    assert cost == pytest.approx(expected_cost, rel=1e-12)
+    for key in expected:
+        np.testing.assert_allclose(grads[key], expected[key], rtol=1e-12, atol=1e-15)
+
+
+def test_tuned_modern_models_check_their_arguments_and_report_firing():
+    params, X = modern_problem(10, 6, 5, seed=4)
+    with pytest.raises(ValueError, match="k"):
+        fast.topk_cost_and_grad(params, X, k=6)
+    with pytest.raises(ValueError, match="l1"):
+        fast.relu_l1_cost_and_grad(params, X, l1=-1.0)
+    params["b1"][0] = -1e6                       # latent 0 can never fire
+    _, _, fired = fast._relu_l1(params, X, 0.1, 0.0)
+    assert not fired[0] and fired[1:].any()
