@@ -15,8 +15,11 @@ Training, step by step (one mini-batch of rows of X):
 
 1. dead = the latents that have not fired (a2 > 0) on any of the last
    ``dead_window`` training examples seen (``DeadLatentTracker``).
-2. TopK with ``aux_k``: the cost includes the AuxK loss on the dead
-   latents (``modern_sae.topk_cost_and_grad(..., aux_k=..., dead=dead)``).
+2. The cost and gradient on the batch, by the tuned ``fast._relu_l1`` /
+   ``fast._topk`` (the same numbers as ``modern_sae.relu_l1_cost_and_grad``
+   / ``topk_cost_and_grad``, tests/test_fast_path.py), which also say which
+   latents fired. TopK with ``aux_k``: the cost includes the AuxK loss on
+   the dead latents (``dead=dead``).
 3. TopK: the gradient of W2 is projected, each column's component along
    that (unit) column removed (``modern_sae.project_decoder_grad``).
 4. The Adam update of ``train.adam`` (the same formula and defaults).
@@ -46,6 +49,7 @@ import time
 import numpy as np
 
 import diagnostics
+import fast
 import modern_sae
 import sparse_autoencoder as sae
 import train
@@ -78,8 +82,11 @@ class DeadLatentTracker:
         self.since_fired = np.zeros(validation.check_count("n_hidden", n_hidden), dtype=np.int64)
 
     def update(self, a2):
-        fired = np.any(a2 > 0, axis=0)                   # (n_hidden,)
-        self.since_fired += a2.shape[0]
+        self.update_fired(np.any(a2 > 0, axis=0), a2.shape[0])
+
+    def update_fired(self, fired, rows):
+        """The same from ``fired`` (n_hidden,) bool, the latents that fired on ``rows`` examples."""
+        self.since_fired += rows
         self.since_fired[fired] = 0
 
     @property
@@ -97,11 +104,16 @@ class DeadLatentTracker:
 
 
 def _model_functions(model, *, l1, k, aux_k, alpha, lam):
-    """(cost_and_grad(params, x, dead), cost_terms(params, x, dead), encode(params, x)) for a model."""
+    """(step(params, x, dead), cost_terms(params, x, dead), encode(params, x)) for a model.
+
+    step returns (cost, grads, fired): the tuned, unchecked ``fast._relu_l1`` /
+    ``fast._topk`` (X and the settings are checked once by ``adam_modern``).
+    """
     validation.check_choice("model", model, MODELS)
     if model == "relu_l1":
         def cost_and_grad(params, x, dead):
-            return modern_sae.relu_l1_cost_and_grad(params, x, l1=l1, lam=lam)
+            terms, grads, fired = fast._relu_l1(params, x, l1, lam)
+            return terms["cost"], grads, fired
 
         def cost_terms(params, x, dead):
             return modern_sae.relu_l1_cost_terms(params, x, l1=l1, lam=lam)
@@ -109,8 +121,8 @@ def _model_functions(model, *, l1, k, aux_k, alpha, lam):
         return cost_and_grad, cost_terms, modern_sae.encode_relu
 
     def cost_and_grad(params, x, dead):
-        return modern_sae.topk_cost_and_grad(params, x, k=k, aux_k=aux_k, alpha=alpha,
-                                             dead=dead, lam=lam)
+        terms, grads, fired = fast._topk(params, x, k, aux_k, alpha, dead, lam)
+        return terms["cost"], grads, fired
 
     def cost_terms(params, x, dead):
         return modern_sae.topk_cost_terms(params, x, k=k, aux_k=aux_k, alpha=alpha,
@@ -242,14 +254,13 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
         for start_row in range(0, m, batch_size):
             batch = X[order[start_row:start_row + batch_size]]      # (<= batch_size, n_visible)
             with np.errstate(**train._QUIET):
-                cost, grads = cost_and_grad(params, batch, tracker.dead if use_dead else None)
-                fired = encode(params, batch)                        # the latents of this step
+                cost, grads, fired = cost_and_grad(params, batch, tracker.dead if use_dead else None)
             if not train._all_finite(cost, grads):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the cost or gradient became {cost} at step {t + 1} "
                                       f"(epoch {epoch}); try a smaller learning rate")
                 return last_finite, train._finish_epoch(history, None, start)
-            tracker.update(fired)
+            tracker.update_fired(fired, batch.shape[0])
             last_finite = params
             history["step_cost"].append(cost)
             epoch_costs.append(cost)

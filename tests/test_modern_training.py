@@ -6,6 +6,7 @@ import io
 import numpy as np
 import pytest
 
+import fast
 import modern_sae
 import train
 import train_modern
@@ -31,6 +32,8 @@ def test_dead_latent_tracker_counts_examples_since_each_latent_fired():
     assert tracker.dead_fraction == pytest.approx(1 / 3)
     tracker.update(np.array([[0.0, 2.0, -1.0]]))                       # negative is not firing
     assert tracker.since_fired.tolist() == [4, 0, 1] and not tracker.dead.any()
+    tracker.update_fired(np.array([False, False, True]), 4)
+    assert tracker.since_fired.tolist() == [8, 4, 0] and tracker.dead.tolist() == [True, False, False]
     with pytest.raises(ValueError, match="dead_window"):
         DeadLatentTracker(3, window=0)
 
@@ -83,13 +86,13 @@ def test_auxk_gets_the_dead_mask_and_revives_latents(data, monkeypatch):
     params = modern_sae.init_topk(12, 10, rng=5, X=data)
     params["b1"][:4] = -50.0                       # latents 0-3 never fire: dead after the window
     seen = []
-    real = modern_sae.topk_cost_and_grad
+    real = fast._topk
 
-    def spy(params_, X, **kwargs):
-        seen.append(None if kwargs["dead"] is None else kwargs["dead"].copy())
-        return real(params_, X, **kwargs)
+    def spy(params_, X, k, aux_k, alpha, dead, lam):
+        seen.append(None if dead is None else dead.copy())
+        return real(params_, X, k, aux_k, alpha, dead, lam)
 
-    monkeypatch.setattr(modern_sae, "topk_cost_and_grad", spy)
+    monkeypatch.setattr(fast, "_topk", spy)
     _, history = adam_modern(params, data, model="topk", k=2, aux_k=4, lr=1e-2, batch_size=30,
                              epochs=2, dead_window=60, rng=0, progress=False)
     assert seen[0] is not None and not seen[0].any()          # nothing dead before 60 examples
@@ -115,15 +118,15 @@ def test_progress_lines_show_l0_normalized_mse_and_dead_fraction(data):
 
 def test_nonfinite_stops_with_the_last_finite_params(data, monkeypatch):
     params = modern_sae.init_relu_l1(12, 10, rng=7, X=data)
-    real = modern_sae.relu_l1_cost_and_grad
+    real = fast._relu_l1
     seen = []
 
-    def failing(params_, X, **kwargs):
+    def failing(params_, X, l1, lam):
         seen.append({name: value.copy() for name, value in params_.items()})
-        cost, grads = real(params_, X, **kwargs)
-        return (float("nan") if len(seen) == 3 else cost), grads
+        terms, grads, fired = real(params_, X, l1, lam)
+        return ({**terms, "cost": float("nan")} if len(seen) == 3 else terms), grads, fired
 
-    monkeypatch.setattr(modern_sae, "relu_l1_cost_and_grad", failing)
+    monkeypatch.setattr(fast, "_relu_l1", failing)
     trained, history = adam_modern(params, data, model="relu_l1", l1=0.1, lr=1e-2, batch_size=40,
                                    epochs=3, rng=0, progress=False)
     assert history["status"] == "nonfinite" and "step 3" in history["message"]
