@@ -253,8 +253,8 @@ def save_frontier_figure(points, path, size_pixels=(1500, 600)):
         twin = [q for q in plain if q["family"] == "topk" and q["value"] == p["value"]]
         if twin:
             right.annotate(f"k = {p['value']:g}: dead {100 * twin[0]['dead_fraction']:.1f}% without "
-                           f"AuxK, {100 * p['dead_fraction']:.1f}% with", (0.02, 0.96),
-                           xycoords="axes fraction", va="top", fontsize=9)
+                           f"AuxK, {100 * p['dead_fraction']:.1f}% with", (0.02, 0.03),
+                           xycoords="axes fraction", va="bottom", fontsize=9)
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xlabel("L0: latents firing per test image (sigmoid families: a2 > 0.5)")
@@ -298,6 +298,7 @@ def write_text(path, text):
 
 def main(argv=None):
     wall_start = time.perf_counter()
+    load_start = _load_average()
     parser = build_parser()
     args = parser.parse_args(argv)
     sizes = settings(args)
@@ -341,11 +342,22 @@ def main(argv=None):
     paths["table"] = write_text(out_dir / "frontier_table.md", table + "\n")
     results = {"settings": {**sizes, "batch_size": args.batch_size, "lr": args.lr, "dtype": args.dtype,
                             "seed": args.seed, "quick": args.quick},
-               "points": points, "wall_seconds": wall}
+               "points": points, "wall_seconds": wall,
+               "load_average": {"start": load_start, "end": _load_average()}}
     paths["results"] = write_text(out_dir / "frontier_results.json", json.dumps(results, indent=1) + "\n")
     print(table)
-    print(f"wall time {wall:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()), flush=True)
+    print(f"wall time {wall:.1f} s (1-minute load average {load_start} at the start, "
+          f"{results['load_average']['end']} at the end); wrote "
+          + ", ".join(str(p) for p in paths.values()), flush=True)
     return 0
+
+
+def _load_average():
+    """The 1-minute load average (other programs' share of the cores shows in the wall time)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def feature_panels(chosen):
