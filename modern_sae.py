@@ -43,8 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memory import check_memory
-from validation import (as_generator, check_A2, check_count, check_dtype, check_k, check_matrix,
+from validation import (check_A2, check_init, check_k, check_matrix,
                         check_params, check_relu_l1_call, check_spread, check_topk_call, check_X,
                         check_z2)
 
@@ -89,13 +88,7 @@ def init_topk(n_visible, n_hidden, rng=None, dtype=np.float64, X=None) -> dict:
 
 
 def _tied_init(n_visible, n_hidden, rng, dtype, X, column_norm):
-    n_visible = check_count("n_visible", n_visible)
-    n_hidden = check_count("n_hidden", n_hidden)
-    dtype = check_dtype("dtype", dtype)
-    rng = as_generator(rng)
-    check_memory("n_hidden" if n_hidden >= n_visible else "n_visible",
-                 2 * n_visible * n_hidden * (8 + dtype.itemsize),
-                 f"init({n_visible}, {n_hidden}): the weights")
+    n_visible, n_hidden, rng, dtype = check_init(n_visible, n_hidden, rng, dtype)
     directions = rng.standard_normal((n_visible, n_hidden))       # isotropic: random directions
     W2 = (column_norm * normalize_decoder(directions)).astype(dtype)
     b2 = np.zeros(n_visible, dtype=dtype)
