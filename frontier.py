@@ -250,11 +250,12 @@ def save_frontier_figure(points, path, size_pixels=(1500, 600)):
         left.plot([p["l0"]], [p["normalized_mse"]], label=f"TopK k = {p['value']:g} + AuxK", **style)
         right.plot([p["l0"]], [100 * p["dead_fraction"]], label=f"TopK k = {p['value']:g} + AuxK",
                    **style)
+    title = "Dead latents per point"
+    for p in aux:
         twin = [q for q in plain if q["family"] == "topk" and q["value"] == p["value"]]
         if twin:
-            right.annotate(f"k = {p['value']:g}: dead {100 * twin[0]['dead_fraction']:.1f}% without "
-                           f"AuxK, {100 * p['dead_fraction']:.1f}% with", (0.02, 0.03),
-                           xycoords="axes fraction", va="bottom", fontsize=9)
+            title += (f"\nTopK k = {p['value']:g}: {100 * twin[0]['dead_fraction']:.1f}% dead without "
+                      f"AuxK, {100 * p['dead_fraction']:.1f}% with")
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xlabel("L0: latents firing per test image (sigmoid families: a2 > 0.5)")
@@ -265,7 +266,7 @@ def save_frontier_figure(points, path, size_pixels=(1500, 600)):
     right.set_xscale("log")
     right.set_xlabel("L0 (as on the left)")
     right.set_ylabel("dead latents (%): never fire on the test images")
-    right.set_title("Dead latents per point")
+    right.set_title(title, fontsize=11)
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
