@@ -123,11 +123,13 @@ def cost_and_grad(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
         # linear decoder: delta3 = -(x - a3)                              -> (m, n_visible)
         raise NotImplementedError("delta3 [linear] (m, n_visible)")
     if penalty == "kl":
-        # the sparsity part of delta2's bracket:
+        # the sparsity part of delta2's bracket (delta2 is m times dJ/dz2, so
+        # the penalty's 1/m does not appear here; docs/derivation.md):
         # sparsity_delta = beta (-rho / rho_hat + (1 - rho) / (1 - rho_hat))   -> (n_hidden,)
         raise NotImplementedError("sparsity_delta [KL] (n_hidden,)")
     elif penalty == "l1":
-        # the L1 penalty's part: beta for every unit (d|a|/da = 1, as a2 > 0)  -> (n_hidden,)
+        # the L1 penalty's part: beta for every unit (d|a|/da = 1, as a2 > 0;
+        # no 1/m, as delta2 is m times dJ/dz2: docs/derivation.md)        -> (n_hidden,)
         raise NotImplementedError("sparsity_delta [L1] (n_hidden,)")
     else:
         sparsity_delta = np.zeros_like(rho_hat)      # penalty="none": nothing to add
