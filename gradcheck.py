@@ -632,7 +632,7 @@ def format_table(results, tol=TOLERANCE, show=0) -> str:
     numbered = iter(rows[1:])
     for stage, check in results:
         if isinstance(check, StageError):
-            lines.append(_fit(f"{stage.name.ljust(widths[0])}  FAILED: {check.reason}"))
+            lines.extend(_failure_lines(f"{stage.name.ljust(widths[0])}  FAILED: ", check.reason))
             continue
         lines.append(line(next(numbered)))
         if show > 0 and check.numerical is not None:
@@ -662,6 +662,21 @@ def format_settings(stages) -> str:
 
 def _format_settings(settings) -> str:
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+
+
+def _failure_lines(lead, reason):
+    """``lead + reason`` wrapped into lines of at most LINE_WIDTH columns, aligned under reason.
+
+    Nothing of a long message (NumPy's shapes, say) is lost; a single word
+    too long for a line is cut, keeping a trailing " (file.py:line)".
+    """
+    wrapped = textwrap.wrap(lead + reason, width=LINE_WIDTH, subsequent_indent=" " * len(lead),
+                            break_long_words=False, break_on_hyphens=False)
+    place = re.search(r" \([^()]+:\d+\)$", reason)
+    if (place and len(wrapped) > 1 and wrapped[-1].strip() == place.group(0).strip()
+            and len(wrapped[-2] + place.group(0)) <= LINE_WIDTH):
+        wrapped[-2:] = [wrapped[-2] + place.group(0)]        # the place on the line it ends
+    return [_fit(line) for line in wrapped]
 
 
 def _fit(text, width=LINE_WIDTH) -> str:

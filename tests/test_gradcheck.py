@@ -272,9 +272,28 @@ def test_a_long_reason_is_cut_to_the_line_width_keeping_the_place():
 
     params, X = gradcheck.make_problem()
     results = gradcheck.run_stages(long_message, params, X, gradcheck.STAGES[:1])
-    (line,) = gradcheck.format_table(results).splitlines()
-    assert len(line) == gradcheck.LINE_WIDTH
-    assert re.search(r"ValueError: x+\.\.\. \(test_gradcheck\.py:\d+\)$", line)
+    lines = gradcheck.format_table(results).splitlines()
+    assert all(len(line) <= gradcheck.LINE_WIDTH for line in lines)
+    assert any(re.search(r"x+\.\.\.$", line) for line in lines)      # the one long word, cut
+    assert re.search(r"\(test_gradcheck\.py:\d+\)$", lines[-1])         # the place kept
+
+
+def test_a_long_message_of_words_is_wrapped_whole():
+    # NumPy's broadcast errors name the shapes, the useful part: nothing is cut.
+    message = "operands could not be broadcast together with shapes (10,5) (10,) " * 3
+
+    def broadcast_error(params, X, **settings):
+        raise ValueError(message.strip())
+
+    params, X = gradcheck.make_problem()
+    results = gradcheck.run_stages(broadcast_error, params, X, gradcheck.STAGES[:1])
+    lines = gradcheck.format_table(results).splitlines()
+    assert len(lines) > 1 and all(len(line) <= gradcheck.LINE_WIDTH for line in lines)
+    assert lines[0].startswith("reconstruction only") and "FAILED: ValueError:" in lines[0]
+    indent = lines[0].index("ValueError")
+    assert all(line[:indent].isspace() for line in lines[1:])
+    assert " ".join(line.strip() for line in lines).count("(10,5) (10,)") == 3
+    assert re.search(r"\(test_gradcheck\.py:\d+\)$", lines[-1])
 
 
 def test_near_threshold_stages():
