@@ -82,6 +82,8 @@ def diagnostics(params, X, *, decoder="sigmoid", rho=None, threshold=ACTIVE_THRE
     params = sae.check_params(params)
     validation.check_choice("decoder", decoder, sae.DECODERS)
     X = sae.check_X(X, params, decoder)
+    validation.check_magnitudes(params, X.shape[0], float(np.abs(X).max()), penalty="none",
+                                beta=0.0, lam=0.0, decoder=decoder)   # the squared errors fit
     block_size = validation.check_count("block_size", block_size)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
             or not 0 <= threshold < 1:

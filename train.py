@@ -757,18 +757,29 @@ class SparseAutoencoder:
         if model_name(hyperparameters) != NOTES_MODEL:
             from train_modern import load_autoencoder      # the modern models' estimator
             return load_autoencoder(path)
-        known = {key: hyperparameters[key] for key in (
+        return estimator_from_file(cls, path, (params, hyperparameters, history, extra), (
             "penalty", "rho", "beta", "lam", "decoder", "optimizer", "max_iter", "lr",
-            "batch_size", "epochs", "seed", "dtype") if key in hyperparameters}
-        try:
-            model = cls(hyperparameters.get("n_hidden", params["W1"].shape[0]), **known)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"model file {path}: bad hyperparameters ({exc})") from exc
-        if np.dtype(model.dtype) != params["W1"].dtype:
-            raise ValueError(f"model file {path}: hyperparameters say dtype {model.dtype}, "
-                             f"params are {params['W1'].dtype}")
-        model.params_, model.history_ = params, history
-        model.n_visible_ = params["W1"].shape[1]
-        model.extra_ = extra
-        model.info_ = hyperparameters.get("info") or {}
-        return model
+            "batch_size", "epochs", "seed", "dtype"))
+
+
+def estimator_from_file(cls, path, loaded, keys):
+    """An estimator ``cls(n_hidden, **hyperparameters)`` holding a loaded model file's fitted state.
+
+    loaded: what ``load_model(path)`` returned (params, hyperparameters,
+    history, extra); keys: the hyperparameters that ``cls`` takes. Bad or
+    contradicting hyperparameters raise ValueError naming the file.
+    """
+    params, hyperparameters, history, extra = loaded
+    known = {key: hyperparameters[key] for key in keys if key in hyperparameters}
+    try:
+        model = cls(hyperparameters.get("n_hidden", params["W1"].shape[0]), **known)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"model file {path}: bad hyperparameters ({exc})") from exc
+    if np.dtype(model.dtype) != params["W1"].dtype:
+        raise ValueError(f"model file {path}: hyperparameters say dtype {model.dtype}, "
+                         f"params are {params['W1'].dtype}")
+    model.params_, model.history_ = params, history
+    model.n_visible_ = params["W1"].shape[1]
+    model.extra_ = extra
+    model.info_ = hyperparameters.get("info") or {}
+    return model

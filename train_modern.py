@@ -429,18 +429,6 @@ def load_autoencoder(path):
     if name not in MODELS:
         raise ValueError(f"model file {path}: hyperparameters name the model {name!r}, expected "
                          f"one of {', '.join(map(repr, (NOTES_MODEL, *MODELS)))}")
-    known = {key: hyperparameters[key] for key in (
+    return train.estimator_from_file(ModernAutoencoder, path, (params, hyperparameters, history, extra), (
         "model", "l1", "k", "aux_k", "alpha", "lam", "lr", "batch_size", "epochs", "dead_window",
-        "seed", "dtype") if key in hyperparameters}
-    try:
-        estimator = ModernAutoencoder(hyperparameters.get("n_hidden", params["W1"].shape[0]), **known)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"model file {path}: bad hyperparameters ({exc})") from exc
-    if np.dtype(estimator.dtype) != params["W1"].dtype:
-        raise ValueError(f"model file {path}: hyperparameters say dtype {estimator.dtype}, "
-                         f"params are {params['W1'].dtype}")
-    estimator.params_, estimator.history_ = params, history
-    estimator.n_visible_ = params["W1"].shape[1]
-    estimator.extra_ = extra
-    estimator.info_ = hyperparameters.get("info") or {}
-    return estimator
+        "seed", "dtype"))

@@ -402,6 +402,9 @@ CATALOGUE = [
     bad("diagnostics", "decoder 'x'", lambda c: diagnostics.diagnostics(P, X, decoder="x"),
         ValueError, "decoder", "'x'"),
     bad("diagnostics", "X 0-255", lambda c: diagnostics.diagnostics(P, X * 255), ValueError, "X"),
+    # found by the property test: squared errors beyond float64 (4e298 squared), linear decoder
+    bad("diagnostics", "X 4e298, linear", lambda c: diagnostics.diagnostics(P, X * 4e298, decoder="linear"),
+        ValueError, "X"),
 ]
 
 
