@@ -325,8 +325,9 @@ def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam
     checker): same arguments, checks and results (to rounding)."""
     from validation import check_topk_call
 
-    params, X, k, aux_k, alpha, dead, lam, *_ = check_topk_call(params, X, k, aux_k, alpha, dead, lam)
-    terms, grads, _ = _topk(params, X, k, aux_k, alpha, dead, lam)
+    params, X, k, aux_k, alpha, dead, lam, *_, spread_floor = check_topk_call(
+        params, X, k, aux_k, alpha, dead, lam)
+    terms, grads, _ = _topk(params, X, k, aux_k, alpha, dead, lam, spread_floor)
     return terms["cost"], grads
 
 
@@ -353,8 +354,9 @@ def _relu_l1(params, X, l1, lam):
     return terms, grads, active.any(axis=0)
 
 
-def _topk(params, X, k, aux_k, alpha, dead, lam):
-    """(terms, grads, fired) of TopK (+ AuxK), no checks; terms as ``modern_sae.topk_cost_terms``."""
+def _topk(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0):
+    """(terms, grads, fired) of TopK (+ AuxK), no checks; terms as ``modern_sae.topk_cost_terms``.
+    spread_floor: from ``validation.check_topk_call`` (0.0 in training: see ``check_spread``)."""
     W1, W2 = params["W1"], params["W2"]
     m = X.shape[0]
     a2 = _preactivations(params, X)                          # z2, (m, n_hidden)
@@ -379,7 +381,7 @@ def _topk(params, X, k, aux_k, alpha, dead, lam):
         spread = _sum_of_squares(e - e.mean(axis=0))
         from validation import check_spread
 
-        check_spread(spread)
+        check_spread(spread, alpha, spread_floor)
         diff = a_aux @ W2_dead.T                             # e_hat, (m, n_visible)
         diff += delta3                                       # e_hat - e
         aux = alpha * _sum_of_squares(diff) / spread

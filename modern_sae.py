@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from validation import (check_A2, check_init, check_k, check_matrix,
-                        check_params, check_relu_l1_call, check_spread, check_topk_call, check_X,
-                        check_z2)
+from validation import (check_A2, check_decoder, check_decoder_grad, check_init, check_k,
+                        check_matrix, check_modern_X, check_params, check_relu_l1_call,
+                        check_spread, check_topk_call, check_z2)
 
 __all__ = ["MODELS", "init_relu_l1", "init_topk", "relu_l1_cost_and_grad", "relu_l1_cost_terms",
            "topk_cost_and_grad", "topk_cost_terms", "preactivations", "encode_relu",
@@ -106,7 +106,7 @@ def _tied_init(n_visible, n_hidden, rng, dtype, X, column_norm):
 def preactivations(params, X):
     """z2 = (X - b2) @ W1.T + b1, shape (m, n_hidden): both models' encoder before ReLU/TopK."""
     params = check_params(params)
-    X = check_X(X, params, decoder="linear")
+    X = check_modern_X(X, params)
     return (X - params["b2"]) @ params["W1"].T + params["b1"]
 
 
@@ -121,8 +121,11 @@ def topk_mask(z2, k):
     exactly k True.
     """
     z2 = check_z2(z2)
+    return _topk_mask(z2, check_k("k", k, z2.shape[1]))
+
+
+def _topk_mask(z2, k):
     n_hidden = z2.shape[1]
-    k = check_k("k", k, n_hidden)
     kth_largest = np.partition(z2, n_hidden - k, axis=1)[:, [n_hidden - k]]   # (m, 1)
     above = z2 > kth_largest                                                  # (m, n_hidden)
     tied = z2 == kth_largest                                                  # (m, n_hidden)
@@ -138,11 +141,14 @@ def auxk_mask(z2, dead, aux_k):
     live latents set to -inf; those come out of the ReLU as 0). No dead
     latent: no True.
     """
-    z2 = check_z2(z2)
+    return _auxk_mask(check_z2(z2), dead, aux_k)
+
+
+def _auxk_mask(z2, dead, aux_k):
     dead_columns = np.flatnonzero(dead)                         # the dead latents' indices
     selected = np.zeros(z2.shape, dtype=bool)                   # (m, n_hidden)
     if dead_columns.size:
-        chosen = topk_mask(z2[:, dead_columns], min(aux_k, dead_columns.size))
+        chosen = _topk_mask(z2[:, dead_columns], min(aux_k, dead_columns.size))
         selected[:, dead_columns] = chosen
     return selected
 
@@ -157,7 +163,12 @@ def normalize_decoder(W2):
 
     A column of zeros stays zero (it has no direction). This is the map
     W2 -> normalize(W2) that TopK training applies after every step.
+    W2: a finite 2-D array; float32 and float64 stay, other real dtypes become float64.
     """
+    return _normalize_decoder(check_decoder("W2", W2))
+
+
+def _normalize_decoder(W2):
     W2 = np.asarray(W2)
     norms = column_norms(W2)                                    # (n_hidden,)
     return W2 / np.where(norms > 0, norms, 1)
@@ -172,7 +183,12 @@ def project_decoder_grad(W2, grad_W2):
     I - w w^T (docs/modern_sae.md). A step along it changes each column's
     direction and, to first order, not its norm.
     """
-    U = normalize_decoder(W2)                                   # (n_visible, n_hidden)
+    W2, grad_W2 = check_decoder_grad(W2, grad_W2)
+    return _project_decoder_grad(W2, grad_W2)
+
+
+def _project_decoder_grad(W2, grad_W2):
+    U = _normalize_decoder(W2)                                  # (n_visible, n_hidden)
     along = np.sum(U * grad_W2, axis=0)                         # (n_hidden,): u_j . g_j
     return grad_W2 - U * along
 
@@ -223,7 +239,7 @@ def relu_l1_cost_and_grad(params, X, *, l1=1.0, lam=0.0):
     grad_W1 = delta2.T @ x_bar / m + lam * W1              # (n_hidden, n_visible)
     grad_b1 = delta2.sum(axis=0) / m                       # (n_hidden,)
     grad_W2 = (delta3.T @ a2 / m                           # (n_visible, n_hidden)
-               + l1 * normalize_decoder(W2) * a2.mean(axis=0)   # d||w||/dw = w / ||w||
+               + l1 * _normalize_decoder(W2) * a2.mean(axis=0)   # d||w||/dw = w / ||w||
                + lam * W2)
     grad_b2 = (delta3 - delta2 @ W1).sum(axis=0) / m       # (n_visible,)
     return float(cost), {"W1": grad_W1, "b1": grad_b1, "W2": grad_W2, "b2": grad_b2}
@@ -237,6 +253,11 @@ def relu_l1_cost_terms(params, X, *, l1=1.0, lam=0.0) -> dict:
     ``weight_decay`` and ``cost`` (their sum, J).
     """
     params, X, l1, lam = check_relu_l1_call(params, X, l1, lam)
+    return _relu_l1_cost_terms(params, X, l1, lam)
+
+
+def _relu_l1_cost_terms(params, X, l1, lam):
+    """relu_l1_cost_terms without the checks (training's progress lines: a diverging run is reported)."""
     W1, W2 = params["W1"], params["W2"]
     m = X.shape[0]
     a2 = _encode_relu(params, X)                           # (m, n_hidden)
@@ -296,7 +317,7 @@ def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam
     constant, as the paper's stop-gradient. At the kinks (ties at the k-th
     place, z2 = 0) the derivative of the selected piece is used.
     """
-    params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target = check_topk_call(
+    params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target, spread_floor = check_topk_call(
         params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target)
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     m = X.shape[0]
@@ -323,7 +344,7 @@ def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam
         a_aux = aux_selected * np.maximum(z2, 0)                      # (m, n_hidden)
         e_hat = a_aux @ W2.T                                          # (m, n_visible), no b2
         spread = np.sum((e - e.mean(axis=0)) ** 2)                    # sum_i ||e_i - e_mean||^2
-        check_spread(spread)
+        check_spread(spread, alpha, spread_floor)
         aux = alpha * np.sum((e_hat - e) ** 2) / spread
         aux_delta3 = (2 * alpha * m / spread) * (e_hat - e)           # (m, n_visible): m dJ/de_hat
         aux_delta2 = (aux_delta3 @ W2) * aux_selected * (z2 > 0)      # (m, n_hidden)
@@ -349,12 +370,17 @@ def topk_cost_terms(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.
     (0.0: TopK has no penalty, k is the constraint), ``auxk`` (alpha L_aux,
     0.0 without AuxK or dead latents), ``weight_decay`` and ``cost`` (J).
     """
-    params, X, k, aux_k, alpha, dead, lam, *_ = check_topk_call(
+    params, X, k, aux_k, alpha, dead, lam, *_, spread_floor = check_topk_call(
         params, X, k, aux_k, alpha, dead, lam)
+    return _topk_cost_terms(params, X, k, aux_k, alpha, dead, lam, spread_floor)
+
+
+def _topk_cost_terms(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0):
+    """topk_cost_terms without the checks (training's progress lines: a diverging run is reported)."""
     W1, W2 = params["W1"], params["W2"]
     m = X.shape[0]
     z2 = (X - params["b2"]) @ W1.T + params["b1"]          # (m, n_hidden)
-    a2 = topk_mask(z2, k) * np.maximum(z2, 0)              # (m, n_hidden)
+    a2 = _topk_mask(z2, k) * np.maximum(z2, 0)             # (m, n_hidden)
     x_hat = _decode_linear(params, a2)                     # (m, n_visible)
     terms = {
         "reconstruction": np.sum((x_hat - X) ** 2) / (2 * m),
@@ -364,9 +390,9 @@ def topk_cost_terms(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.
     }
     if aux_k is not None and dead is not None and dead.any():
         e = X - x_hat                                      # (m, n_visible)
-        e_hat = (auxk_mask(z2, dead, aux_k) * np.maximum(z2, 0)) @ W2.T
+        e_hat = (_auxk_mask(z2, dead, aux_k) * np.maximum(z2, 0)) @ W2.T
         spread = np.sum((e - e.mean(axis=0)) ** 2)
-        check_spread(spread)
+        check_spread(spread, alpha, spread_floor)
         terms["auxk"] = alpha * np.sum((e_hat - e) ** 2) / spread
     terms = {name: float(value) for name, value in terms.items()}
     terms["cost"] = sum(terms.values())
@@ -381,7 +407,7 @@ def topk_cost_terms(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.
 def encode_relu(params, X):
     """ReLU + L1's features a2 = max(z2, 0), z2 = (X - b2) @ W1.T + b1: (m, n_hidden)."""
     params = check_params(params)
-    X = check_X(X, params, decoder="linear")
+    X = check_modern_X(X, params)
     return _encode_relu(params, X)
 
 
@@ -389,6 +415,11 @@ def encode_topk(params, X, k):
     """TopK's features: in each row the ReLU of the k largest z2, 0 elsewhere: (m, n_hidden)."""
     z2 = preactivations(params, X)                         # checks params and X
     return topk_mask(z2, k) * np.maximum(z2, 0)
+
+
+def _encode_topk(params, X, k):
+    z2 = (X - params["b2"]) @ params["W1"].T + params["b1"]
+    return _topk_mask(z2, k) * np.maximum(z2, 0)
 
 
 def decode_linear(params, A2):

@@ -104,10 +104,15 @@ class DeadLatentTracker:
 
 
 def _model_functions(model, *, l1, k, aux_k, alpha, lam):
-    """(step(params, x, dead), cost_terms(params, x, dead), encode(params, x)) for a model.
+    """(step(params, x, dead), cost_terms(params, x, dead, checked), encode(params, x, checked)).
 
     step returns (cost, grads, fired): the tuned, unchecked ``fast._relu_l1`` /
     ``fast._topk`` (X and the settings are checked once by ``adam_modern``).
+    cost_terms and encode: with checked=True the public functions, which
+    refuse values too large to compute with naming the culprit
+    (``validation.check_modern_magnitudes``; at the start), with
+    checked=False their unchecked bodies (progress lines during training: a
+    run whose parameters grow too large is reported, then stops as "nonfinite").
     """
     validation.check_choice("model", model, MODELS)
     if model == "relu_l1":
@@ -115,21 +120,28 @@ def _model_functions(model, *, l1, k, aux_k, alpha, lam):
             terms, grads, fired = fast._relu_l1(params, x, l1, lam)
             return terms["cost"], grads, fired
 
-        def cost_terms(params, x, dead):
-            return modern_sae.relu_l1_cost_terms(params, x, l1=l1, lam=lam)
+        def cost_terms(params, x, dead, checked):
+            if checked:
+                return modern_sae.relu_l1_cost_terms(params, x, l1=l1, lam=lam)
+            return modern_sae._relu_l1_cost_terms(params, x, l1, lam)
 
-        return cost_and_grad, cost_terms, modern_sae.encode_relu
+        def encode(params, x, checked):
+            return (modern_sae.encode_relu if checked else modern_sae._encode_relu)(params, x)
+
+        return cost_and_grad, cost_terms, encode
 
     def cost_and_grad(params, x, dead):
         terms, grads, fired = fast._topk(params, x, k, aux_k, alpha, dead, lam)
         return terms["cost"], grads, fired
 
-    def cost_terms(params, x, dead):
-        return modern_sae.topk_cost_terms(params, x, k=k, aux_k=aux_k, alpha=alpha,
-                                          dead=dead, lam=lam)
+    def cost_terms(params, x, dead, checked):
+        if checked:
+            return modern_sae.topk_cost_terms(params, x, k=k, aux_k=aux_k, alpha=alpha,
+                                              dead=dead, lam=lam)
+        return modern_sae._topk_cost_terms(params, x, k, aux_k, alpha, dead, lam)
 
-    def encode(params, x):
-        return modern_sae.encode_topk(params, x, k)
+    def encode(params, x, checked):
+        return (modern_sae.encode_topk if checked else modern_sae._encode_topk)(params, x, k)
 
     return cost_and_grad, cost_terms, encode
 
@@ -222,15 +234,17 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
     if reporter is not None:
         reporter.format_terms = format_modern_terms
 
-    def batch_terms(params_, x):
-        """J's parts on x, with L0 and normalized MSE on x and the tracker's dead fraction."""
-        parts = cost_terms(params_, x, tracker.dead if use_dead else None)
-        a2 = encode(params_, x)
+    def batch_terms(params_, x, checked=False):
+        """J's parts on x, with L0 and normalized MSE on x and the tracker's dead fraction
+        (checked: by the public functions, which refuse values too large to compute with)."""
+        parts = cost_terms(params_, x, tracker.dead if use_dead else None, checked)
+        a2 = encode(params_, x, checked)
+        x_hat = (modern_sae.decode_linear if checked else modern_sae._decode_linear)(params_, a2)
         return {"cost": parts["cost"],
                 "parts": {name: value for name, value in parts.items()
                           if name != "cost" and (value != 0 or name == "reconstruction")},
                 "l0": diagnostics.l0(a2),
-                "normalized_mse": diagnostics.normalized_mse(x, modern_sae.decode_linear(params_, a2)),
+                "normalized_mse": diagnostics.normalized_mse(x, x_hat),
                 "dead_fraction": tracker.dead_fraction}
 
     start = time.perf_counter()
@@ -238,7 +252,7 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
                "step_cost": [], "steps_per_epoch": steps_per_epoch, "dead_window": tracker.window,
                "dead_fraction": [0.0], "status": "done", "message": f"{epochs} epochs"}
     with np.errstate(**train._QUIET):
-        terms0 = batch_terms(params, X)
+        terms0 = batch_terms(params, X, checked=True)      # too large to compute with: refused, named
     if not math.isfinite(terms0["cost"]):
         raise ValueError(f"X: the cost at the initial parameters is {terms0['cost']}, expected a "
                          f"finite number; standardize X")
@@ -267,11 +281,11 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
             t += 1
             with np.errstate(**train._QUIET):
                 if model == "topk":                  # unit-norm decoder columns: project, step, renormalize
-                    grads = {**grads, "W2": modern_sae.project_decoder_grad(params["W2"], grads["W2"])}
+                    grads = {**grads, "W2": modern_sae._project_decoder_grad(params["W2"], grads["W2"])}
                 params = train._adam_update(params, grads, first_moment, second_moment,
                                             t, lr, beta1, beta2, eps)
                 if model == "topk":
-                    params["W2"] = modern_sae.normalize_decoder(params["W2"])
+                    params["W2"] = modern_sae._normalize_decoder(params["W2"])
             if not all(np.isfinite(p).all() for p in params.values()):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the parameters became infinite or NaN at step {t} "

@@ -9,6 +9,9 @@ expected.
     check_X(X, params, decoder) X (m, n_visible), finite, in [0, 1] for the sigmoid decoder
     check_call(...)             both, and penalty, decoder, rho, beta, lam, as cost_and_grad takes them
     check_hyperparameters(...)  0 < rho < 1, beta >= 0, lam >= 0
+    check_magnitudes(...)       values of cost_and_grad that could overflow: refused, the culprit named
+    check_relu_l1_call, check_topk_call, check_modern_magnitudes, check_modern_X,
+    check_decoder, check_decoder_grad   the same for the modern models (modern_sae.py)
     check_count, check_choice, check_dtype, check_matrix, as_generator   the small ones
 """
 
@@ -74,16 +77,7 @@ def check_magnitudes(params, m, x_max, *, penalty, beta, lam, decoder):
     limit = largest / 16
     eps = float(np.finfo(dtype).eps)
     n_hidden, n_visible = params["W1"].shape
-    norm = {}
-    for name in PARAM_NAMES:
-        flat = params[name].ravel()
-        with np.errstate(all="ignore"):
-            squares = float(np.dot(flat, flat))             # in the params' dtype, as the model sums
-        if not squares < limit:
-            raise ValueError(
-                f"params['{name}']: values up to {float(np.abs(flat).max())!r} are too large for "
-                f"{dtype}: their squares sum beyond its largest number {largest:.4g}")
-        norm[name] = math.sqrt(squares)
+    norm = _param_norms(params, limit)
 
     def refuse(name, what, value):
         reach = f"would reach about {value:.3g}" if math.isfinite(value) else "would overflow"
@@ -120,6 +114,22 @@ def check_magnitudes(params, m, x_max, *, penalty, beta, lam, decoder):
     if not delta2 * m * max(x_max, 1.0) < limit:
         refuse(x_blamed or "params['W2']", f"with |X| up to {x_max:.3g}, the gradient delta2.T @ X",
                delta2 * m * max(x_max, 1.0))
+
+
+def _param_norms(params, limit):
+    """{name: ||params[name]||} (Frobenius), refusing naming the array if its squares sum to ``limit`` or more."""
+    dtype = params["W1"].dtype
+    norm = {}
+    for name in PARAM_NAMES:
+        flat = params[name].ravel()
+        with np.errstate(all="ignore"):
+            squares = float(np.dot(flat, flat))             # in the params' dtype, as the model sums
+        if not squares < limit:
+            raise ValueError(
+                f"params['{name}']: values up to {float(np.abs(flat).max())!r} are too large for "
+                f"{dtype}: their squares sum beyond its largest number {float(np.finfo(dtype).max):.4g}")
+        norm[name] = math.sqrt(squares)
+    return norm
 
 
 def check_params(params, *, finite=True) -> dict:
@@ -470,23 +480,26 @@ def check_relu_l1_call(params, X, l1, lam):
     the params' dtype; l1 and lam: finite reals >= 0, returned as Python floats.
     """
     params = check_params(params)
-    X = check_X(X, params, decoder="linear")
-    return params, X, check_nonnegative("l1", l1), check_nonnegative("lam", lam)
+    X, x_max = _checked_matrix("X", X, params["W1"].shape[1], params["W1"].dtype, "linear")
+    l1, lam = check_nonnegative("l1", l1), check_nonnegative("lam", lam)
+    check_modern_magnitudes(params, X.shape[0], x_max, l1=l1, lam=lam)
+    return params, X, l1, lam
 
 
 def check_topk_call(params, X, k, aux_k, alpha, dead, lam, mask=None, aux_mask=None,
                     aux_target=None):
     """Check the arguments of modern_sae.topk_cost_and_grad.
 
-    Returns (params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target):
+    Returns (params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target, spread_floor):
     k an int in [1, n_hidden]; aux_k None or an int in [1, n_hidden], and then
     m >= 2 (AuxK divides by the spread of the residuals over the batch);
     alpha, lam Python floats >= 0; dead None or bool (n_hidden,); mask None or
     bool (m, n_hidden) with k True per row; aux_mask None or bool (m, n_hidden)
-    True only on dead latents; aux_target None or (m, n_visible) finite.
+    True only on dead latents; aux_target None or (m, n_visible) finite;
+    spread_floor for ``check_spread`` (``check_modern_magnitudes``).
     """
     params = check_params(params)
-    X = check_X(X, params, decoder="linear")
+    X, x_max = _checked_matrix("X", X, params["W1"].shape[1], params["W1"].dtype, "linear")
     m, n_hidden = X.shape[0], params["W1"].shape[0]
     k = check_k("k", k, n_hidden)
     if aux_k is not None:
@@ -501,18 +514,33 @@ def check_topk_call(params, X, k, aux_k, alpha, dead, lam, mask=None, aux_mask=N
     aux_mask = check_mask("aux_mask", aux_mask, (m, n_hidden))
     if aux_mask is not None and (dead is None or np.any(aux_mask & ~dead)):
         raise ValueError("aux_mask: expected True only on dead latents (dead[j] True)")
+    target_max = None
     if aux_target is not None:
-        aux_target = check_matrix("aux_target", aux_target, X.shape[1], X.dtype)
+        aux_target, target_max = _checked_matrix("aux_target", aux_target, X.shape[1], X.dtype)
         if aux_target.shape[0] != m:
             raise ValueError(f"aux_target: expected shape {X.shape} like X, got {aux_target.shape}")
-    return params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target
+    use_aux = aux_k is not None and dead is not None and bool(dead.any())
+    spread_floor = check_modern_magnitudes(params, m, x_max, lam=lam, alpha=alpha if use_aux else None,
+                                           target_max=target_max)
+    return params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target, spread_floor
 
 
-def check_spread(spread):
-    """Raise if the residuals' spread sum ||e - mean(e)||^2 is 0: AuxK's L_aux is undefined."""
+def check_spread(spread, alpha=0.0, floor=0.0):
+    """Raise if the residuals' spread sum ||e - mean(e)||^2 is 0: AuxK's L_aux is undefined;
+    or (the checked entry points) if it is at most alpha * floor, ``floor`` from
+    ``check_modern_magnitudes``: then alpha L_aux or its gradient, which divide by it, could
+    overflow. Training passes no floor: there such a batch makes J non-finite, and the run stops."""
     if not spread > 0:
         raise ValueError("aux_k: every residual e = x - x_hat of the batch is the same, so "
                          "AuxK's normalization sum ||e - mean(e)||^2 is 0")
+    if not spread > alpha * floor:
+        if alpha > 1 and spread > floor:
+            raise ValueError(f"alpha: {alpha!r} is too large for this batch: AuxK's alpha * "
+                             f"sum ||e_hat - e||^2 / sum ||e - mean(e)||^2 (the latter {float(spread):.3g}) "
+                             f"and its gradient could overflow the params' dtype")
+        raise ValueError(f"aux_k: the residuals e = x - x_hat of the batch are nearly all the same: "
+                         f"AuxK's normalization sum ||e - mean(e)||^2 is {float(spread):.3g}, too small "
+                         f"to divide by (alpha L_aux and its gradient could overflow the params' dtype)")
 
 
 def check_z2(z2):
@@ -527,3 +555,149 @@ def check_z2(z2):
         raise ValueError(f"z2: expected a 2-D array (m, n_hidden), got shape {z2.shape}")
     dtype = z2.dtype if z2.dtype in DTYPES else np.dtype(np.float64)
     return check_matrix("z2", z2, z2.shape[1], dtype)
+
+
+def check_modern_X(X, params):
+    """X for the modern models' encoders (any finite values), in the params' dtype; raises
+    naming X or the params if z2 = (X - b2) @ W1.T + b1 could overflow."""
+    X, x_max = _checked_matrix("X", X, params["W1"].shape[1], params["W1"].dtype, "linear")
+    check_modern_magnitudes(params, X.shape[0], x_max, encoder_only=True)
+    return X
+
+
+def check_modern_magnitudes(params, m, x_max, *, l1=0.0, lam=0.0, alpha=None, target_max=None,
+                            encoder_only=False):
+    """check_magnitudes for the modern models (modern_sae.py, fast.py's twins); returns spread_floor.
+
+    Bounds every intermediate of relu_l1_cost_and_grad / topk_cost_and_grad
+    from above, cheaply (the params' Frobenius norms, x_max = max |X|, which
+    the check of X found already) and conservatively, with row norms:
+    ||x_bar_i|| <= sqrt(n_visible) x_max + ||b2||, ||z2_i|| <= ||W1|| ||x_bar_i||
+    + ||b1|| (a2, ReLU or TopK, no larger), ||x_hat_i|| <= ||z2_i|| ||W2|| + ||b2||,
+    ||delta3_i|| <= ||x_hat_i|| + sqrt(n_visible) x_max, and so on through the
+    penalty, the weight decay and the gradient; sums over rows are at most m
+    times a row's bound. A bound within a factor 16 of the dtype's largest
+    number refuses the call, naming the argument with the largest factor in
+    it (X, params['W1'], ..., l1, lam, alpha, aux_target) and its value.
+
+    alpha: None without AuxK (or no dead latent), else AuxK's weight;
+    target_max: max |aux_target| if given. AuxK divides by the residuals'
+    spread s = sum ||e - mean(e)||^2, known only after the forward pass: the
+    returned spread_floor F is such that every AuxK value stays below the
+    limit when s > alpha F (``check_spread(s, alpha, F)`` tests it). 0.0
+    without AuxK. encoder_only: bound z2 alone (encode_relu, encode_topk,
+    preactivations).
+    """
+    dtype = params["W1"].dtype
+    largest = float(np.finfo(dtype).max)
+    limit = largest / 16
+    norm = _param_norms(params, limit)
+    n_hidden, n_visible = params["W1"].shape
+    shown = {"X": f"values up to {x_max:.4g} are", "aux_target": f"values up to {target_max or 0.0:.4g} are",
+             "l1": f"{l1!r} is", "lam": f"{lam!r} is", "alpha": f"{alpha!r} is"}
+    shown.update({f"params['{name}']": f"|{name}| = {norm[name]:.4g} is" for name in PARAM_NAMES})
+
+    def named(name, value):                      # a bound: (value, the argument behind it)
+        return (float(value), name)
+
+    def times(*factors):                         # blame the largest factor that is an argument
+        value = math.prod(f[0] for f in factors)
+        return value, max((f for f in factors if f[1]), key=lambda f: f[0], default=(0, None))[1]
+
+    def plus(*terms):                            # blame the largest term that is an argument
+        values = [t[0] for t in terms]
+        value = math.fsum(values) if all(map(math.isfinite, values)) else math.inf
+        return value, max((t for t in terms if t[1]), key=lambda t: t[0], default=(0, None))[1]
+
+    def require(bound, what):
+        value, culprit = bound
+        if not value < limit:
+            reach = f"would reach about {value:.3g}" if math.isfinite(value) else "would overflow"
+            hint = "; standardize X" if culprit == "X" else ""
+            raise ValueError(f"{culprit}: {shown[culprit]} too large: {what} {reach}, beyond "
+                             f"{dtype}'s largest number {largest:.4g}{hint}")
+
+    rows, root = (float(m), None), (math.sqrt(n_visible), None)
+    W1, b1, W2, b2 = (named(f"params['{name}']", norm[name]) for name in PARAM_NAMES)
+    x_row = times(root, named("X", x_max))
+    x_bar = plus(x_row, b2)
+    require(x_bar, "x_bar = X - b2")
+    z2 = plus(times(W1, x_bar), b1)
+    require(z2, "z2 = (X - b2) @ W1.T + b1")
+    if encoder_only:
+        return 0.0
+    lam_, l1_ = named("lam", lam), named("l1", l1)
+    require(lam_, "the weight decay's gradient lam * W")
+    require(times(lam_, plus(times(W1, W1), times(W2, W2))), "the weight decay (lam / 2) * sum(W**2)")
+    require(l1_, "the L1 penalty's gradient l1 * ||W2[:, j]||")
+    decoded = times(z2, W2)                                   # ||a2_i @ W2.T||
+    x_hat = plus(decoded, b2)
+    require(x_hat, "x_hat = a2 @ W2.T + b2")
+    delta3 = plus(x_hat, x_row)
+    require(times(rows, delta3, delta3), "the reconstruction error sum ||x_hat - X||^2")
+    require(times(rows, delta3, plus(z2, (1.0, None))), "the gradient delta3.T @ a2 and the sums of a2")
+    require(times(rows, l1_, plus(decoded, z2)), "the L1 penalty l1 * sum a2_ij ||W2[:, j]|| and its gradient")
+    delta2 = times(W2, plus(delta3, l1_))
+    require(times(rows, delta2, plus(x_bar, W1, (1.0, None))),
+            "the gradient delta2.T @ (X - b2), its sums and delta2 @ W1")
+    if alpha is None:
+        return 0.0
+    alpha_ = named("alpha", alpha)
+    require(alpha_, "AuxK's weight alpha")
+    e = delta3 if target_max is None else times(root, named("aux_target", target_max))
+    miss = plus(decoded, e)                                   # ||e_hat_i - e_i||
+    require(times(rows, plus(times(e, e, (4.0, None)), e)), "AuxK's spread sum ||e - mean(e)||^2")
+    require(times(rows, miss, miss), "AuxK's sum ||e_hat - e||^2")
+    require(times(alpha_, rows, miss, miss), "alpha * sum ||e_hat - e||^2")
+    A, Wd, Wn = miss[0], norm["W2"], norm["W1"]
+    return max(m * A * A, 2 * m * max(1.0, A) * max(1.0, Wd * max(1.0, m * x_bar[0], m * Wn)),
+               2 * m * m * A * z2[0]) / limit
+
+
+
+def check_decoder(name, W2):
+    """Return a decoder W2 (n_visible, n_hidden) as a finite 2-D float array, or raise naming ``name``.
+
+    float32 and float64 stay as they are; other real dtypes become float64.
+    Refused when a column's squares could sum to within a factor 16 of the
+    dtype's largest number (its norm would overflow).
+    """
+    W2, w_max = _float_matrix(name, W2)
+    largest = float(np.finfo(W2.dtype).max)
+    if not w_max * w_max * W2.shape[0] < largest / 16:
+        raise ValueError(f"{name}: values up to {w_max:.4g} are too large: the column norms "
+                         f"sqrt(sum W2**2) could overflow, beyond {W2.dtype}'s largest number {largest:.4g}")
+    return W2
+
+
+def check_decoder_grad(W2, grad_W2):
+    """W2 as check_decoder, and grad_W2 a finite float array of W2's shape (float32 and float64
+    stay, other real dtypes become float64); raises naming grad_W2 if the projection
+    g - u (u . g) could overflow (u: W2's unit columns)."""
+    W2 = check_decoder("W2", W2)
+    grad_W2, g_max = _float_matrix("grad_W2", grad_W2)
+    if grad_W2.shape != W2.shape:
+        raise ValueError(f"grad_W2: expected shape {W2.shape} like W2, got {grad_W2.shape}")
+    result = np.result_type(W2, grad_W2)
+    largest = float(np.finfo(result).max)
+    bound = 4 * g_max * math.sqrt(W2.shape[0])                # |u . g| <= ||u|| ||g_j||, ||u|| ~ 1
+    if not bound < largest / 16:
+        raise ValueError(f"grad_W2: values up to {g_max:.4g} are too large: the projection "
+                         f"g - u (u . g) would reach about {bound:.3g}, beyond {result}'s largest "
+                         f"number {largest:.4g}")
+    return W2, grad_W2
+
+
+def _float_matrix(name, A):
+    """(A, max |A|): A a non-empty, finite 2-D array of real numbers, as float32 or float64
+    (kept) or float64 (other real dtypes); else raise naming ``name``."""
+    A = plain_array(name, A)
+    if not isinstance(A, np.ndarray):
+        try:
+            A = np.asarray(A)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name}: expected a 2-D array of numbers, got {type(A).__name__}") from exc
+    if A.ndim != 2 or A.size == 0:
+        raise ValueError(f"{name}: expected a non-empty 2-D array (n_visible, n_hidden), got shape {A.shape}")
+    dtype = A.dtype if A.dtype in DTYPES else np.dtype(np.float64)
+    return _checked_matrix(name, A, A.shape[1], dtype)
