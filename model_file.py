@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from atomic import atomic_write
-from validation import DTYPES, PARAM_NAMES, check_params
+from validation import PARAM_NAMES, check_params
 
 __all__ = ["save_model", "load_model", "model_name", "FORMAT_VERSION", "MAX_JSON_DEPTH",
            "EXTRA_PREFIX", "NOTES_MODEL"]

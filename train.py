@@ -662,11 +662,7 @@ class SparseAutoencoder:
         self.lr = _check_positive_real("lr", lr)
         self.batch_size = validation.check_count("batch_size", batch_size)
         self.epochs = validation.check_count("epochs", epochs)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed: expected a non-negative integer, got {seed!r}")
-        if seed < 0:
-            raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = validation.check_seed("seed", seed)
         self.dtype = validation.check_dtype("dtype", dtype).name
         self.params_ = None
         self.history_ = None

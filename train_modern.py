@@ -338,9 +338,7 @@ class ModernAutoencoder:
         self.batch_size = validation.check_count("batch_size", batch_size)
         self.epochs = validation.check_count("epochs", epochs)
         self.dead_window = validation.check_count("dead_window", dead_window)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = validation.check_seed("seed", seed)
         self.dtype = validation.check_dtype("dtype", dtype).name
         self.params_ = None
         self.history_ = None

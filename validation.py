@@ -267,14 +267,29 @@ def check_matrix(name, A, width, dtype, decoder=None):
     return _checked_matrix(name, A, width, dtype, decoder)[0]
 
 
-def _checked_matrix(name, A, width, dtype, decoder=None):
-    """check_matrix, and the largest |value| of A (1.0 when only known to be in [0, 1])."""
+def _as_ndarray(name, A):
+    """A as a plain ndarray (see ``plain_array``), or a TypeError naming ``name``."""
     A = plain_array(name, A)
     if not isinstance(A, np.ndarray):
         try:
             A = np.asarray(A)
         except Exception as exc:  # ragged lists and the like
             raise TypeError(f"{name}: expected a 2-D array of numbers, got {type(A).__name__}") from exc
+    return A
+
+
+def check_seed(name, seed):
+    """Return seed as an int if it is an integer >= 0, else raise naming ``name``."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name}: expected a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _checked_matrix(name, A, width, dtype, decoder=None):
+    """check_matrix, and the largest |value| of A (1.0 when only known to be in [0, 1])."""
+    A = _as_ndarray(name, A)
     if A.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected an array of real numbers, got dtype {A.dtype}")
     if A.ndim != 2:
@@ -691,12 +706,7 @@ def check_decoder_grad(W2, grad_W2):
 def _float_matrix(name, A):
     """(A, max |A|): A a non-empty, finite 2-D array of real numbers, as float32 or float64
     (kept) or float64 (other real dtypes); else raise naming ``name``."""
-    A = plain_array(name, A)
-    if not isinstance(A, np.ndarray):
-        try:
-            A = np.asarray(A)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{name}: expected a 2-D array of numbers, got {type(A).__name__}") from exc
+    A = _as_ndarray(name, A)
     if A.ndim != 2 or A.size == 0:
         raise ValueError(f"{name}: expected a non-empty 2-D array (n_visible, n_hidden), got shape {A.shape}")
     dtype = A.dtype if A.dtype in DTYPES else np.dtype(np.float64)
