@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 import diagnostics  # noqa: E402
 import mnist  # noqa: E402
 import sparse_autoencoder as sae  # noqa: E402
-from argtypes import nonnegative_int, positive_float, positive_int  # noqa: E402
+from argtypes import nonempty_path, nonnegative_int, positive_float, positive_int  # noqa: E402
 from atomic import atomic_write  # noqa: E402
 from experiment import output_dir  # noqa: E402
 from train import SparseAutoencoder  # noqa: E402
@@ -100,7 +100,7 @@ def build_parser():
                     "sparsity-reconstruction frontier (normalized MSE against L0 on the test images).",
         epilog="Runs NumPy with one OpenBLAS thread unless OPENBLAS_NUM_THREADS or OMP_NUM_THREADS "
                "says otherwise.")
-    parser.add_argument("--data-dir", type=Path, default=Path("data/mnist"),
+    parser.add_argument("--data-dir", type=nonempty_path, default=Path("data/mnist"),
                         help="folder with the four MNIST IDX files (raw or .gz); missing ones are "
                              "downloaded into it (default data/mnist)")
     parser.add_argument("--examples", type=positive_int, default=None,

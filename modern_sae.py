@@ -107,7 +107,11 @@ def preactivations(params, X):
     """z2 = (X - b2) @ W1.T + b1, shape (m, n_hidden): both models' encoder before ReLU/TopK."""
     params = check_params(params)
     X = check_modern_X(X, params)
-    return (X - params["b2"]) @ params["W1"].T + params["b1"]
+    return _preactivations(params, X)
+
+
+def _preactivations(params, X):
+    return (X - params["b2"]) @ params["W1"].T + params["b1"]              # z2, (m, n_hidden)
 
 
 def topk_mask(z2, k):
@@ -325,7 +329,7 @@ def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam
     # Forward pass.
     x_bar = X - b2                                         # (m, n_visible): b2 subtracted first
     z2 = x_bar @ W1.T + b1                                 # (m, n_hidden)
-    selected = topk_mask(z2, k) if mask is None else mask  # (m, n_hidden) bool, k per row
+    selected = _topk_mask(z2, k) if mask is None else mask # (m, n_hidden) bool, k per row
     a2 = selected * np.maximum(z2, 0)                      # (m, n_hidden): ReLU of the top k
     x_hat = a2 @ W2.T + b2                                 # (m, n_visible)
 
@@ -340,7 +344,7 @@ def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam
     # AuxK: the dead latents' best try at the residual e, held constant.
     if aux_k is not None and dead is not None and dead.any():
         e = X - x_hat if aux_target is None else aux_target           # (m, n_visible)
-        aux_selected = auxk_mask(z2, dead, aux_k) if aux_mask is None else aux_mask
+        aux_selected = _auxk_mask(z2, dead, aux_k) if aux_mask is None else aux_mask
         a_aux = aux_selected * np.maximum(z2, 0)                      # (m, n_hidden)
         e_hat = a_aux @ W2.T                                          # (m, n_visible), no b2
         spread = np.sum((e - e.mean(axis=0)) ** 2)                    # sum_i ||e_i - e_mean||^2
@@ -379,7 +383,7 @@ def _topk_cost_terms(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0):
     """topk_cost_terms without the checks (training's progress lines: a diverging run is reported)."""
     W1, W2 = params["W1"], params["W2"]
     m = X.shape[0]
-    z2 = (X - params["b2"]) @ W1.T + params["b1"]          # (m, n_hidden)
+    z2 = _preactivations(params, X)                        # (m, n_hidden)
     a2 = _topk_mask(z2, k) * np.maximum(z2, 0)             # (m, n_hidden)
     x_hat = _decode_linear(params, a2)                     # (m, n_visible)
     terms = {
@@ -418,7 +422,7 @@ def encode_topk(params, X, k):
 
 
 def _encode_topk(params, X, k):
-    z2 = (X - params["b2"]) @ params["W1"].T + params["b1"]
+    z2 = _preactivations(params, X)                        # (m, n_hidden)
     return _topk_mask(z2, k) * np.maximum(z2, 0)
 
 
@@ -430,7 +434,7 @@ def decode_linear(params, A2):
 
 
 def _encode_relu(params, X):
-    return np.maximum((X - params["b2"]) @ params["W1"].T + params["b1"], 0)   # a2
+    return np.maximum(_preactivations(params, X), 0)                         # a2
 
 
 def _decode_linear(params, a2):

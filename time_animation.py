@@ -23,6 +23,7 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")          # as the training scripts set
 
 import animation  # noqa: E402
+from argtypes import nonempty_path  # noqa: E402
 import experiment  # noqa: E402
 import train_mnist  # noqa: E402
 import train_patches  # noqa: E402
@@ -32,7 +33,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Time one training run with or without --animate.")
     parser.add_argument("script", choices=("patches", "mnist"), help="which training script to run")
     parser.add_argument("--animate", action="store_true", help="record and draw the GIF")
-    parser.add_argument("--data-dir", default=None, help="MNIST folder (mnist only)")
+    parser.add_argument("--data-dir", type=nonempty_path, default=None, help="MNIST folder (mnist only)")
     return parser.parse_args(argv)
 
 
@@ -55,7 +56,7 @@ def timed_run(script, animate, data_dir=None):
     with tempfile.TemporaryDirectory(prefix="time-animation-") as out_dir:
         options = ["--quiet", "--out-dir", out_dir] + (["--animate"] if animate else [])
         if script == "mnist" and data_dir:
-            options += ["--data-dir", data_dir]
+            options += ["--data-dir", str(data_dir)]
         main = train_mnist.main if script == "mnist" else train_patches.main
         animation.FilterRecorder.__call__, experiment.run = timed_call, keep_summary
         try:

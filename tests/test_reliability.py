@@ -779,6 +779,8 @@ SCRIPT_OPTIONS = [
     ("bench", ["--train", "--train-args", "'unbalanced"], "--train-args"),
     ("bench", ["--train", "--train-args", "--examples 60001"], "--train-args"),
     ("bench", ["--train", "--data-dir", "/nonexistent"], "--data-dir"),
+    ("frontier", ["--data-dir", ""], "--data-dir"),
+    ("time_animation", ["mnist", "--data-dir", ""], "--data-dir"),
 ]
 
 
