@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from sparse_autoencoder import clip_rho_hat, kl_divergence, sigmoid  # noqa: F401 (yours to use)
-from validation import check_call
+from saelab.checks.validation import check_call
 
 
 def cost_and_grad(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,

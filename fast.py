@@ -5,7 +5,7 @@ Read ``sparse_autoencoder.cost_and_grad`` first: it is the lesson, one
 equation of the notes per line. This module computes exactly the same
 numbers (tests/test_fast_path.py holds the two equal for every penalty and
 decoder, in float64 to rtol 1e-12 and in float32 to float32 precision) and
-is what training uses (``train.lbfgs``, ``train.adam``, the estimator and
+is what training uses (``autoencoder.lbfgs``, ``autoencoder.adam``, the estimator and
 the scripts).
 
 What it does differently, and why (docs/speed.md has the measurements):
@@ -29,7 +29,7 @@ What it does differently, and why (docs/speed.md has the measurements):
   parts of J with the gradient so that training can print them without
   another forward pass.
 
-Result (``python bench.py``, docs/speed.md): 1.2x to 1.35x the time of the
+Result (``python benchmarks/bench.py``, docs/speed.md): 1.2x to 1.35x the time of the
 five products alone at 784 -> 196, against 1.6x to 2.6x for the readable
 version; 2x to 3x against 2.5x to 4x at the small shapes (64 -> 25,
 100 -> 100), where the elementwise work weighs more.
@@ -41,7 +41,7 @@ import numpy as np
 
 from modern_sae import topk_mask
 from sparse_autoencoder import PARAM_NAMES, clip_rho_hat, kl_divergence
-from validation import check_call, check_relu_l1_call, check_spread, check_topk_call
+from saelab.checks.validation import check_call, check_relu_l1_call, check_spread, check_topk_call
 
 # A block of this many bytes of X keeps that block of X, of delta3 and of a3
 # together in a core's L2 cache (2 MiB on the machine this was tuned on). The
@@ -316,7 +316,7 @@ def _sparsity_delta(rho_hat, penalty, rho, beta):
 #   (m, n_dead) by (n_dead, n_visible), small while few latents are dead.
 #
 # The unchecked ``_relu_l1`` and ``_topk`` also return which latents fired
-# (a2 > 0 on some row), for the dead-latent tracker of train_modern.py.
+# (a2 > 0 on some row), for the dead-latent tracker of saelab/training/modern.py.
 
 
 def relu_l1_cost_and_grad(params, X, *, l1=1.0, lam=0.0):

@@ -13,8 +13,8 @@ al. (2024) compare methods: normalized MSE against L0.
     relu_l1      Anthropic's April 2024 update: ReLU, L1 weighted by decoder norms, sweeping l1
     topk         Gao et al.: TopK, unit-norm decoder, sweeping k (and k = AUX_K_AT with AuxK)
 
-Every family is trained the same way: mini-batch Adam (``train.adam`` with
-``fast.py`` for the sigmoid families, ``train_modern.adam_modern`` for the
+Every family is trained the same way: mini-batch Adam (``autoencoder.adam`` with
+``fast.py`` for the sigmoid families, ``modern.adam_modern`` for the
 others), the same batch size, epochs, seed and dtype; the learning rate is
 1e-2 for the sigmoid families and 1e-3 for the others (``LEARNING_RATES``). The
 sigmoid families keep the notes' sigmoid decoder and weight decay (their
@@ -59,14 +59,14 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import diagnostics  # noqa: E402
-import mnist  # noqa: E402
+from saelab import diagnostics  # noqa: E402
+from saelab.data import mnist  # noqa: E402
 import sparse_autoencoder as sae  # noqa: E402
-from argtypes import nonempty_path, nonnegative_int, positive_float, positive_int  # noqa: E402
-from atomic import atomic_write  # noqa: E402
-from experiment import output_dir  # noqa: E402
-from train import SparseAutoencoder  # noqa: E402
-from train_modern import ModernAutoencoder  # noqa: E402
+from saelab.checks.argtypes import nonempty_path, nonnegative_int, positive_float, positive_int  # noqa: E402
+from saelab.files.atomic import atomic_write  # noqa: E402
+from saelab.experiment import output_dir  # noqa: E402
+from saelab.training.autoencoder import SparseAutoencoder  # noqa: E402
+from saelab.training.modern import ModernAutoencoder  # noqa: E402
 
 # family -> (label in the figure and table, swept hyperparameter, default values, quick values)
 FAMILIES = {
@@ -225,7 +225,7 @@ def markdown_table(points):
 def save_frontier_figure(points, path, size_pixels=(1500, 600)):
     """Left: normalized MSE against L0 (log-log), one curve per family, sigmoid families hollow.
     Right: the dead fraction of every point against its L0, and TopK with and without AuxK."""
-    from plots import _new_figure, _save_figure
+    from saelab.figures.plots import _new_figure, _save_figure
 
     figure = _new_figure(size_pixels)
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.35, 1]})
@@ -275,7 +275,7 @@ def save_frontier_figure(points, path, size_pixels=(1500, 600)):
 
 def save_features_figure(panels, path, tile_shape=(28, 28)):
     """Filter grids side by side: panels is [(title, features (n, h*w))]."""
-    from plots import _new_figure, _save_figure, filter_grid
+    from saelab.figures.plots import _new_figure, _save_figure, filter_grid
 
     figure = _new_figure((520 * len(panels), 600))
     for i, (title, W) in enumerate(panels):

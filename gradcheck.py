@@ -6,7 +6,7 @@ Library:
     check_gradient(objective, theta, unpack, eps)   one check: J, errors per parameter block
     AUTOENCODER_STAGES, Stage                UFLDL's staged check of a cost_and_grad
     MODERN_STAGES, ModernStage               modern_sae.py's ReLU + L1, TopK, TopK + AuxK, at the kinks
-    STAGES                                   those, SoftmaxStage (softmax.py), then MODERN_STAGES
+    STAGES                                   those, SoftmaxStage (saelab/softmax.py), then MODERN_STAGES
     make_modern_problem, kink_margins        their net, away from every kink, and its margins
     run_stages(cost_fn, ...)                 run a list of stages; an error is one StageError
     failing_stages, format_table, format_settings, format_verdict   the printed report
@@ -20,7 +20,7 @@ It first checks the checker on h(x) = x1^2 + 3 x1 x2 at (4, 10). Then it
 checks, stage by stage (reconstruction only, + weight decay, + KL sparsity,
 L1 sparsity, linear decoder, everything together), the readable
 ``sparse_autoencoder.cost_and_grad`` and the tuned ``fast.cost_and_grad``,
-each in a section of its own, then the softmax classifier of softmax.py,
+each in a section of its own, then the softmax classifier of saelab/softmax.py,
 and finally modern_sae.py's ReLU + L1 and TopK (with and without AuxK) in
 one section, on a net of their own chosen away from the kinks of ReLU and
 TopK, with the selections frozen and checked unchanged (``ModernStage``).
@@ -49,7 +49,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from argtypes import nonnegative_int, positive_float, positive_int
+from saelab.checks.argtypes import nonnegative_int, positive_float, positive_int
 import fast
 import modern_sae
 import sparse_autoencoder as sae
@@ -261,7 +261,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class SoftmaxStage:
-    """Softmax regression (softmax.py) on its own small random problem.
+    """Softmax regression (saelab/softmax.py) on its own small random problem.
 
     The problem is ``softmax.softmax_gradcheck_stage(seed, **settings)``:
     X (m, n_features) uniform on [0, 1], random labels, W and b standard
@@ -274,7 +274,7 @@ class SoftmaxStage:
     title: str = "softmax.softmax_cost_and_grad (the classifier of self_taught.py)"
 
     def check(self, cost_fn, params, X, eps=EPS) -> GradientCheck:
-        import softmax
+        from saelab import softmax
 
         f, theta, analytic = softmax.softmax_gradcheck_stage(self.seed, **self.settings)
         cost = f(theta)
@@ -787,7 +787,7 @@ def parse_args(argv=None):
         description=(
             "Check cost functions against central differences, in UFLDL's stages, on a "
             "small float64 net: by default the readable sparse_autoencoder.cost_and_grad and "
-            "the tuned fast.cost_and_grad, then softmax.py's classifier, then modern_sae.py's "
+            "the tuned fast.cost_and_grad, then saelab/softmax.py's classifier, then modern_sae.py's "
             "ReLU + L1 and TopK (at step eps/10, away from their kinks). First checks the "
             "checker on h(x) = x1^2 + 3 x1 x2 at (4, 10). Exit status 0 when every relative "
             f"difference ||num - grad|| / ||num + grad|| is below {TOLERANCE:g}, 1 otherwise."
@@ -829,8 +829,8 @@ def refuse_what_the_model_refuses(parser, args):
     stage (their squares, the weight decay or z2 overflow) is refused here,
     naming --eps, rather than failing every stage.
     """
-    import memory
-    import validation
+    from saelab.checks import memory
+    from saelab.checks import validation
 
     def params_bytes(n_hidden):
         return (2 * args.visible * n_hidden + args.visible + n_hidden) * 8 * 8   # params, grads, copies

@@ -36,14 +36,14 @@ The gradients are derived by hand in docs/modern_sae.md, checked against
 central differences by ``python gradcheck.py`` (at points away from the
 kinks, with the selection frozen and checked unchanged) and against the
 per-example loops of ``reference.py`` by the tests. Argument checks live in
-``validation.py``.
+``saelab/checks/validation.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from validation import (check_A2, check_decoder, check_decoder_grad, check_init, check_k,
+from saelab.checks.validation import (check_A2, check_decoder, check_decoder_grad, check_init, check_k,
                         check_matrix, check_modern_X, check_params, check_relu_l1_call,
                         check_spread, check_topk_call, check_z2)
 

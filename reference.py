@@ -10,11 +10,11 @@ turns into the other).
 
 It is slow (a Python loop over the examples) and is used as the literal
 reference that the tests hold both vectorized versions to, and that
-``bench.py`` times. It shares no code with the model except the parameter
+``benchmarks/bench.py`` times. It shares no code with the model except the parameter
 names, so that a mistake in one does not hide in the other.
 
 ``loop_softmax_cost_and_grad`` does the same for UFLDL's softmax regression
-(one example and one class at a time), the reference for ``softmax.py``.
+(one example and one class at a time), the reference for ``saelab/softmax.py``.
 """
 
 import math

@@ -26,7 +26,7 @@ results table in self_taught_results.txt and the figure
 self_taught_accuracy.png (accuracy of features vs raw pixels, confusion
 matrix of the feature classifier on the test half).
 
-Softmax has a bias by default (see softmax.py); --no-softmax-bias gives
+Softmax has a bias by default (see saelab/softmax.py); --no-softmax-bias gives
 UFLDL's exact bias-free model.
 """
 
@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-import experiment
-import memory
-import mnist
-from atomic import atomic_write
-from softmax import accuracy, confusion_matrix, predict, train_softmax
+from saelab import experiment
+from saelab.checks import memory
+from saelab.data import mnist
+from saelab.files.atomic import atomic_write
+from saelab.softmax import accuracy, confusion_matrix, predict, train_softmax
 
 LABELED_DIGITS = (0, 1, 2, 3, 4)
 UNLABELED_DIGITS = (5, 6, 7, 8, 9)
@@ -277,7 +277,7 @@ def run(args, data, *, start_time=None, stream=None):
     is reported in one line on stderr, the other steps still run, and the
     status is 4 (``experiment.EXIT_OUTPUT_FAILED``).
     """
-    import plots  # matplotlib only when figures are written
+    from saelab.figures import plots  # matplotlib only when figures are written
 
     stream = sys.stdout if stream is None else stream
     start_time = time.perf_counter() if start_time is None else start_time

@@ -27,14 +27,14 @@ linear decoder: a3 = z3). The dtype of ``params`` (float32 or float64) is
 the dtype of the whole computation; ``X`` of another dtype is converted once.
 
 ``fast.py`` computes the same cost and gradient faster (tests hold the two
-equal); training uses it. Argument checks live in ``validation.py``.
+equal); training uses it. Argument checks live in ``saelab/checks/validation.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from validation import (DECODERS, DTYPES, PARAM_NAMES, PENALTIES, as_generator, check_A2,
+from saelab.checks.validation import (DECODERS, DTYPES, PARAM_NAMES, PENALTIES, as_generator, check_A2,
                         check_call, check_choice, check_count, check_init, check_params,
                         check_X, param_shapes)
 

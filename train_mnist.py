@@ -22,7 +22,7 @@ parameters reached. Exit status: 0 done, 1 missing or bad data files, 2 bad
 options, 3 the cost became NaN or infinite (the last finite parameters are
 saved), 4 an output (a figure, the diagnostics, the summary) failed after
 training (one line each on stderr; everything else is written), 130
-interrupted by Ctrl-C (see experiment.py).
+interrupted by Ctrl-C (see saelab/experiment.py).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-import experiment
-import memory
-import mnist
+from saelab import experiment
+from saelab.checks import memory
+from saelab.data import mnist
 
 
 def build_parser():
@@ -60,7 +60,7 @@ def build_parser():
 def parse_args(argv=None, parser=None):
     """Parse the options and refuse, through ``parser.error`` (exit 2, one line), every value
     the run would fail on later: sizes beyond MNIST or memory, and what ``experiment.check_options``
-    refuses. Loads nothing. (bench.py --train checks its --train-args with it.)"""
+    refuses. Loads nothing. (benchmarks/bench.py --train checks its --train-args with it.)"""
     parser = build_parser() if parser is None else parser
     args = parser.parse_args(argv)
     for option, value, available in (("--examples", args.examples, 60_000),

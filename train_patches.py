@@ -23,7 +23,7 @@ Writes to --out-dir (default runs/patches), under a name that says which
 variant ran (patches, patches_notes, patches_zca, patches_notes_zca):
 NAME_model.npz, NAME_filters.png, NAME_training_curve.png, NAME_rho_hat.png,
 NAME_reconstructions.png and NAME_summary.txt (with --animate also
-NAME_training.gif, the filters emerging; see animation.py). The model file
+NAME_training.gif, the filters emerging; see saelab/figures/animation.py). The model file
 keeps what is needed to prepare new patches the same way (``patch_inputs``).
 """
 
@@ -57,9 +57,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import experiment  # noqa: E402
-import memory  # noqa: E402
-import patches  # noqa: E402
+from saelab import experiment  # noqa: E402
+from saelab.checks import memory  # noqa: E402
+from saelab.data import patches  # noqa: E402
 
 DEFAULT_CUTOFF = 0.2            # cycles per pixel (Olshausen and Field: 0.4)
 DEFAULT_ZCA_EPSILON = 0.1       # UFLDL's linear decoders exercise

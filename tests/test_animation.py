@@ -1,4 +1,4 @@
-"""animation.py and --animate: frames, GIF size, steady grey levels, same parameters, Ctrl-C."""
+"""saelab/figures/animation.py and --animate: frames, GIF size, steady grey levels, same parameters, Ctrl-C."""
 
 import argparse
 import signal
@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-import animation
-import experiment
-import plots
+from saelab.figures import animation
+from saelab import experiment
+from saelab.figures import plots
 import sparse_autoencoder as sae
-import train
+from saelab.training import common
+from saelab.training import autoencoder as train
 import train_mnist
 import train_patches
 
@@ -35,7 +36,7 @@ def data(m=60, n=16, seed=0):
 
 
 def step(iteration, W1, cost=1.0, optimizer="lbfgs"):
-    return train.TrainingStep(optimizer, iteration, None, cost, {"W1": W1}, 0.0)
+    return common.TrainingStep(optimizer, iteration, None, cost, {"W1": W1}, 0.0)
 
 
 # ---------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def test_animate_every_implies_animate():
 def _send_sigint():
     """SIGINT to this process, only while run's handler is installed (else pytest would stop)."""
     handler = signal.getsignal(signal.SIGINT)
-    assert isinstance(getattr(handler, "__self__", None), train.StopOnInterrupt), handler
+    assert isinstance(getattr(handler, "__self__", None), common.StopOnInterrupt), handler
     signal.raise_signal(signal.SIGINT)
 
 

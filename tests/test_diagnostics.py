@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import sparse_autoencoder as sae
-from diagnostics import diagnostics, fraction_of_variance_explained
+from saelab.diagnostics import diagnostics, fraction_of_variance_explained
 
 
 def test_fve_of_a_perfect_reconstruction_is_one():
@@ -94,7 +94,7 @@ def test_diagnostics_validate_their_input():
 
 # --- the papers' metrics: L0, normalized MSE, dead latents, feature density -----
 
-from diagnostics import (dead_latents, feature_density, firing_fractions, l0, l0_label,  # noqa: E402
+from saelab.diagnostics import (dead_latents, feature_density, firing_fractions, l0, l0_label,  # noqa: E402
                          normalized_mse, sparsity_metrics)
 
 # Three examples, four latents, worked by hand: row 0 fires latents 0 and 2,

@@ -5,7 +5,7 @@ and keeps only a2 and delta2 besides one array as large as X. These tests
 hold it equal to the readable sparse_autoencoder.cost_and_grad and to the
 per-example loop, set the block size small so that blocks end in awkward
 places, and measure the peak memory of one call with tracemalloc (NumPy
-reports its array buffers to it). No timing here: see bench.py.
+reports its array buffers to it). No timing here: see benchmarks/bench.py.
 """
 
 import itertools
@@ -15,8 +15,8 @@ import pytest
 
 import fast
 import sparse_autoencoder as sae
-import validation
-from bench import peak_extra_bytes
+from saelab.checks import validation
+from benchmarks.bench import peak_extra_bytes
 from gradcheck import numerical_gradient, relative_difference
 from reference import loop_cost_and_grad
 

@@ -1,12 +1,12 @@
 """frontier.py: the --quick run end to end (real MNIST, and a tiny fake one), its table and
-figures; bench.py --models."""
+figures; benchmarks/bench.py --models."""
 
 import json
 
 import numpy as np
 import pytest
 
-import bench
+from benchmarks import bench
 import frontier
 from conftest import MNIST_DIR
 from test_mnist import write_split

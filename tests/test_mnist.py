@@ -7,7 +7,7 @@ import urllib.error
 import numpy as np
 import pytest
 
-import mnist
+from saelab.data import mnist
 from conftest import MNIST_DIR
 
 

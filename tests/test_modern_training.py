@@ -1,4 +1,4 @@
-"""train_modern.py: Adam for ReLU + L1 and TopK, the unit-norm decoder, dead latents, AuxK,
+"""saelab/training/modern.py: Adam for ReLU + L1 and TopK, the unit-norm decoder, dead latents, AuxK,
 progress lines, the estimator and save/load with the right encoder."""
 
 import io
@@ -8,9 +8,11 @@ import pytest
 
 import fast
 import modern_sae
-import train
-import train_modern
-from train_modern import DeadLatentTracker, ModernAutoencoder, adam_modern, load_autoencoder
+from saelab.training import autoencoder as train
+from saelab.training import modern as train_modern
+from saelab.files.model_file import save_model
+from saelab.training.loading import load_autoencoder
+from saelab.training.modern import DeadLatentTracker, ModernAutoencoder, adam_modern
 
 
 @pytest.fixture
@@ -169,8 +171,9 @@ def test_saved_model_loads_and_encodes_with_its_own_encoder(tmp_path, data, mode
     estimator = ModernAutoencoder(10, model=model, epochs=2, batch_size=32, lr=1e-2, seed=1,
                                   **settings).fit(data, progress=False)
     path = estimator.save(tmp_path / "model.npz", info={"data": "test"})
-    for loaded in (load_autoencoder(path), train.SparseAutoencoder.load(path),
-                   ModernAutoencoder.load(path)):
+    with pytest.raises(ValueError, match=f"{model!r} model.*load_autoencoder"):
+        train.SparseAutoencoder.load(path)          # each estimator loads its own model
+    for loaded in (load_autoencoder(path), ModernAutoencoder.load(path)):
         assert type(loaded) is ModernAutoencoder
         assert loaded.hyperparameters() == estimator.hyperparameters()
         assert loaded.info_ == {"data": "test"}
@@ -193,15 +196,18 @@ def test_notes_model_still_loads_as_itself(tmp_path, data):
     loaded = load_autoencoder(path)
     assert type(loaded) is train.SparseAutoencoder
     np.testing.assert_array_equal(loaded.encode(data), estimator.encode(data))
+    with pytest.raises(ValueError, match="'sigmoid' model.*load_autoencoder"):
+        ModernAutoencoder.load(path)
 
 
 def test_unknown_model_name_is_refused(tmp_path):
     params = modern_sae.init_topk(4, 3, rng=0)
-    path = train.save_model(tmp_path / "odd.npz", params, {"model": "gated"})
+    path = save_model(tmp_path / "odd.npz", params, {"model": "gated"})
     with pytest.raises(ValueError, match="gated"):
         load_autoencoder(path)
-    with pytest.raises(ValueError, match="gated"):
-        train.SparseAutoencoder.load(path)
+    for load in (train.SparseAutoencoder.load, ModernAutoencoder.load):
+        with pytest.raises(ValueError, match="gated"):
+            load(path)
 
 
 def test_estimator_refuses_bad_settings_and_unfitted_use(data):

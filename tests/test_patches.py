@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-import patches
+from saelab.data import patches
 
 
 def one_over_f_image(n, rng):

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-import plots
+from saelab.figures import plots
 
 
 def png_size(path):

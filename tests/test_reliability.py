@@ -36,15 +36,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import diagnostics
+from saelab import diagnostics
 import fast
-import experiment
-import mnist
+from saelab import experiment
+from saelab.data import mnist
 import modern_sae
-import patches
-import softmax
+from saelab.data import patches
+from saelab import softmax
 import sparse_autoencoder as sae
-import train
+from saelab.training import common
+from saelab.files import model_file
+from saelab.training import autoencoder as train
 import train_mnist
 from conftest import MNIST_DIR, ROOT
 from test_mnist import idx_bytes, write_split
@@ -85,7 +87,7 @@ def _matrix(A):
 
 
 def _save_params(c, params):
-    return train.save_model(c.tmp_path / "m.npz", params, {})
+    return model_file.save_model(c.tmp_path / "m.npz", params, {})
 
 
 def fitted():
@@ -101,7 +103,7 @@ def _refit(**attributes):
 
 
 def _save(c, hyperparameters=None, **kwargs):
-    return train.save_model(c.tmp_path / "m.npz", P, {} if hyperparameters is None else hyperparameters,
+    return model_file.save_model(c.tmp_path / "m.npz", P, {} if hyperparameters is None else hyperparameters,
                             **kwargs)
 
 
@@ -232,12 +234,12 @@ CATALOGUE = [
     bad("SparseAutoencoder.encode", "X wrong width", lambda c: fitted().encode(X[:, :2]), ValueError, "X", "(6, 2)"),
     bad("SparseAutoencoder.reconstruct", "X with NaN", lambda c: fitted().reconstruct(X * np.nan), ValueError, "X"),
     # --- model files -----------------------------------------------------------------------
-    bad("save_model", "path None", lambda c: train.save_model(None, P, {}), TypeError, "path", "None"),
-    bad("save_model", "hyperparameters a list", lambda c: train.save_model(c.tmp_path / "m.npz", P, []),
+    bad("save_model", "path None", lambda c: model_file.save_model(None, P, {}), TypeError, "path", "None"),
+    bad("save_model", "hyperparameters a list", lambda c: model_file.save_model(c.tmp_path / "m.npz", P, []),
         TypeError, "hyperparameters", "list"),
-    bad("save_model", "params with NaN", lambda c: train.save_model(c.tmp_path / "m.npz", replace(P, "W1", P["W1"] * np.nan), {}),
+    bad("save_model", "params with NaN", lambda c: model_file.save_model(c.tmp_path / "m.npz", replace(P, "W1", P["W1"] * np.nan), {}),
         ValueError, "params['W1']"),
-    bad("load_model", "path 3", lambda c: train.load_model(3), TypeError, "path", "3"),
+    bad("load_model", "path 3", lambda c: model_file.load_model(3), TypeError, "path", "3"),
     # the real culprit, with the value (issue 12, class 2)
     bad("lbfgs", "lam 1e308", lambda c: train.lbfgs(P, X, lam=1e308, progress=False), ValueError, "lam", "1e+308"),
     bad("adam", "beta 1e308", lambda c: train.adam(P, X, beta=1e308, progress=False), ValueError, "beta", "1e+308"),
@@ -342,7 +344,7 @@ CATALOGUE = [
     bad("save_model", "a cycle", lambda c: _save(c, {"a": _cycle()}), ValueError, "hyperparameters", "nested"),
     bad("save_model", "an int of 5000 digits", lambda c: _save(c, {"n": 10 ** 5000}), ValueError, "hyperparameters"),
     bad("save_model", "history a set", lambda c: _save(c, history={1}), TypeError, "history", "set"),
-    bad("save_model", "path ''", lambda c: train.save_model("", P, {}), ValueError, "path", "''"),
+    bad("save_model", "path ''", lambda c: model_file.save_model("", P, {}), ValueError, "path", "''"),
     bad("SparseAutoencoder.save", "info a list", lambda c: fitted().save(c.tmp_path / "m.npz", info=[1]),
         TypeError, "info", "list"),
     bad("SparseAutoencoder.save", "extra a list", lambda c: fitted().save(c.tmp_path / "m.npz", extra=[1]),
@@ -505,7 +507,7 @@ def test_the_cost_table_is_refused_by_cost_terms_and_the_optimizers(case, params
 
 # Files that are not models of ours: ValueError (FileNotFoundError if missing) naming the file.
 def _model_arrays(tmp_path):
-    good = train.save_model(tmp_path / "good.npz", P, {"n_visible": 4, "n_hidden": 3})
+    good = model_file.save_model(tmp_path / "good.npz", P, {"n_visible": 4, "n_hidden": 3})
     with np.load(good) as data:
         return good, dict(data)
 
@@ -605,14 +607,14 @@ def _flip_byte(good, path):
 def test_a_file_that_is_not_our_model_is_refused_naming_the_file(case, tmp_path):
     good, arrays = _model_arrays(tmp_path)
     path = BAD_FILES[case](tmp_path, arrays, good)
-    for load in (train.load_model, train.SparseAutoencoder.load):
+    for load in (model_file.load_model, train.SparseAutoencoder.load):
         with pytest.raises(ValueError) as info:
             load(path)
         assert_one_sentence_naming(str(info.value), f"model file {path}")
 
 
 def test_a_model_file_with_impossible_hyperparameters_is_refused(tmp_path):
-    path = train.save_model(tmp_path / "m.npz", P, {"n_hidden": 3, "rho": 5.0})
+    path = model_file.save_model(tmp_path / "m.npz", P, {"n_hidden": 3, "rho": 5.0})
     with pytest.raises(ValueError) as info:
         train.SparseAutoencoder.load(path)
     assert_one_sentence_naming(str(info.value), f"model file {path}", "rho")
@@ -623,7 +625,7 @@ SAVE_CASES = [c for c in CATALOGUE if c.entry in ("save_model", "SparseAutoencod
 
 @pytest.mark.parametrize("case", SAVE_CASES, ids=[c.case for c in SAVE_CASES])
 def test_a_refused_save_writes_nothing_and_keeps_the_old_file(case, ctx):
-    old = train.save_model(ctx.tmp_path / "m.npz", P, {})
+    old = model_file.save_model(ctx.tmp_path / "m.npz", P, {})
     before = old.read_bytes()
     with pytest.raises(case.error):
         case.call(ctx)
@@ -684,11 +686,11 @@ def _assert_same_model(loaded, params, hyperparameters, history, extra):
 def test_what_save_model_accepts_loads_back_equal_and_saves_again(model, tmp_path_factory):
     params, hyperparameters, history, extra = model
     folder = tmp_path_factory.mktemp("roundtrip")
-    path = train.save_model(folder / "m.npz", params, hyperparameters, history=history, extra=extra)
-    loaded = train.load_model(path)
+    path = model_file.save_model(folder / "m.npz", params, hyperparameters, history=history, extra=extra)
+    loaded = model_file.load_model(path)
     _assert_same_model(loaded, params, hyperparameters, history, extra)
-    again = train.save_model(folder / "again.npz", loaded[0], loaded[1], history=loaded[2], extra=loaded[3])
-    _assert_same_model(train.load_model(again), params, hyperparameters, history, extra)
+    again = model_file.save_model(folder / "again.npz", loaded[0], loaded[1], history=loaded[2], extra=loaded[3])
+    _assert_same_model(model_file.load_model(again), params, hyperparameters, history, extra)
 
 
 def test_a_loaded_estimator_saves_again_equal(tmp_path):
@@ -742,8 +744,8 @@ TOO_LARGE = [
     ("train_patches", ["--patches", "100000000000"], "--patches"),
     ("train_patches", ["--hidden", "1000000000"], "--hidden"),
     ("self_taught", ["--hidden", "1000000000"], "--hidden"),
-    ("bench", ["--shapes", "1000000x784000x196"], "--shapes"),
-    ("bench", ["--shapes", "1x1x" + "9" * 40], "--shapes"),
+    ("benchmarks.bench", ["--shapes", "1000000x784000x196"], "--shapes"),
+    ("benchmarks.bench", ["--shapes", "1x1x" + "9" * 40], "--shapes"),
 ]
 
 
@@ -773,14 +775,14 @@ SCRIPT_OPTIONS = [
     ("gradcheck", ["--eps", "1e200"], "--eps"),
     ("gradcheck", ["--hidden", "1000000", "--visible", "1000000"], "--hidden"),
     ("gradcheck", ["--examples", "10000000000", "--visible", "100000"], "--examples"),
-    ("bench", ["--train", "--train-args", "--rho 1e-39 --dtype float32"], "--train-args"),
-    ("bench", ["--train", "--train-args", "--hidden"], "--train-args"),
-    ("bench", ["--train", "--train-args", "--no-such-option"], "--train-args"),
-    ("bench", ["--train", "--train-args", "'unbalanced"], "--train-args"),
-    ("bench", ["--train", "--train-args", "--examples 60001"], "--train-args"),
-    ("bench", ["--train", "--data-dir", "/nonexistent"], "--data-dir"),
+    ("benchmarks.bench", ["--train", "--train-args", "--rho 1e-39 --dtype float32"], "--train-args"),
+    ("benchmarks.bench", ["--train", "--train-args", "--hidden"], "--train-args"),
+    ("benchmarks.bench", ["--train", "--train-args", "--no-such-option"], "--train-args"),
+    ("benchmarks.bench", ["--train", "--train-args", "'unbalanced"], "--train-args"),
+    ("benchmarks.bench", ["--train", "--train-args", "--examples 60001"], "--train-args"),
+    ("benchmarks.bench", ["--train", "--data-dir", "/nonexistent"], "--data-dir"),
     ("frontier", ["--data-dir", ""], "--data-dir"),
-    ("time_animation", ["mnist", "--data-dir", ""], "--data-dir"),
+    ("benchmarks.time_animation", ["mnist", "--data-dir", ""], "--data-dir"),
 ]
 
 
@@ -794,7 +796,7 @@ def test_what_the_model_would_refuse_is_refused_by_every_scripts_argparse(script
     argv = [a.format(folder_results=tmp_path) for a in argv]
     if script == "self_taught" and "--data-dir" not in argv:
         argv += ["--data-dir", "/nonexistent"]
-    if script == "bench" and "--data-dir" not in argv:
+    if script == "benchmarks.bench" and "--data-dir" not in argv:
         argv += ["--data-dir", str(tmp_path)]
     with pytest.raises(SystemExit) as info:
         importlib.import_module(script).main(argv)
@@ -805,13 +807,13 @@ def test_what_the_model_would_refuse_is_refused_by_every_scripts_argparse(script
     assert ": error: " in last, err
 
 
-# Issue 12, class 6: bench.py --train exits non-zero when the training run it times fails.
+# Issue 12, class 6: benchmarks/bench.py --train exits non-zero when the training run it times fails.
 BENCH_QUICK = ["--shapes", "6x4x3", "--dtypes", "float64", "--repeats", "1", "--warmup", "0", "--loop-rows", "2"]
 TRAIN_TINY = "--examples 5 --test-examples 5 --hidden 2 --iters 1 --quiet"
 
 
 def test_bench_train_exits_1_when_the_timed_run_fails(tmp_path, monkeypatch, capsys):
-    import bench
+    from benchmarks import bench
 
     for split in ("train", "test"):                   # fake files: the subprocess's checksums refuse them
         write_split(tmp_path, monkeypatch, split=split, n=5)
@@ -823,7 +825,7 @@ def test_bench_train_exits_1_when_the_timed_run_fails(tmp_path, monkeypatch, cap
 
 
 def test_bench_train_exits_0_when_the_timed_run_succeeds(capsys):
-    import bench
+    from benchmarks import bench
 
     if not MNIST_DIR.is_dir():
         pytest.skip(f"real MNIST not found in {MNIST_DIR}")
@@ -1029,7 +1031,7 @@ def _diagnostics_fail(*args, **kwargs):
 ])
 def test_a_failure_after_training_still_writes_the_rest_and_exits_4(failure, missing, named, ctx, monkeypatch,
                                                                      capsys):
-    import plots
+    from saelab.figures import plots
 
     if failure == "rho_hat histogram":
         monkeypatch.setattr(plots, "save_rho_hat_histogram", _histogram_fails)
@@ -1084,7 +1086,7 @@ def test_modern_parameters_that_grow_too_large_stop_adam_modern_quietly(model, s
     # Weights of about lr after one step: finite, but beyond what the checked functions accept
     # (validation.check_modern_magnitudes). The progress line after that step uses the unchecked
     # ones, so the run reports them and then stops as "nonfinite", as before those checks.
-    from train_modern import adam_modern
+    from saelab.training.modern import adam_modern
     X_ = np.random.default_rng(0).random((20, 6))
     init = modern_sae.init_topk if model == "topk" else modern_sae.init_relu_l1
     params = init(6, 4, rng=0, dtype=dtype, X=X_)
@@ -1144,8 +1146,8 @@ def _training_command(variant, tmp_path, out_dir):
     data_dir.mkdir()
     hashes = _fake_mnist_files(data_dir, 2000)
     code = (
-        "import json, sys; sys.path.insert(0, {root!r}); import mnist; "
-        "mnist.SHA256.update(json.loads({hashes!r})); import experiment, {script}; "
+        "import json, sys; sys.path.insert(0, {root!r}); from saelab.data import mnist; "
+        "mnist.SHA256.update(json.loads({hashes!r})); from saelab import experiment; import {script}; "
         "experiment.run_script({script}.main, json.loads({argv!r}))"
     ).format(root=str(ROOT), hashes=json.dumps(hashes), script=script,
              argv=json.dumps(["--data-dir", str(data_dir), *options]))
@@ -1205,7 +1207,7 @@ def _data():
 def _send_sigint():
     """SIGINT to this process, only while run's handler is installed (else pytest would stop)."""
     handler = signal.getsignal(signal.SIGINT)
-    assert isinstance(getattr(handler, "__self__", None), train.StopOnInterrupt), handler
+    assert isinstance(getattr(handler, "__self__", None), common.StopOnInterrupt), handler
     signal.raise_signal(signal.SIGINT)
 
 
@@ -1237,7 +1239,7 @@ def test_first_ctrl_c_in_process_stops_after_that_step_and_saves(tmp_path, capsy
 
 
 def test_ctrl_c_during_saving_is_deferred_until_the_files_are_complete(tmp_path, monkeypatch):
-    import plots
+    from saelab.figures import plots
 
     real = plots.save_filter_grid
 
@@ -1254,7 +1256,7 @@ def test_ctrl_c_during_saving_is_deferred_until_the_files_are_complete(tmp_path,
 
 
 def test_second_ctrl_c_while_saving_quits_without_a_broken_file(tmp_path, monkeypatch, capsys):
-    old_model = train.save_model(tmp_path / "t_model.npz", P, {"n_hidden": 3})   # a previous run's file
+    old_model = model_file.save_model(tmp_path / "t_model.npz", P, {"n_hidden": 3})   # a previous run's file
     old_bytes = old_model.read_bytes()
     real_savez = np.savez
 
@@ -1302,7 +1304,7 @@ def test_ctrl_c_outside_training_is_one_line_and_130(capsys):
 
 def test_stop_on_interrupt_chains_the_callers_callback():
     seen = []
-    with train.StopOnInterrupt() as interrupt:
+    with common.StopOnInterrupt() as interrupt:
         callback = interrupt.chain(lambda step: seen.append(step) or step == "stop")
         assert [callback("a"), callback("stop")] == [False, True]
         interrupt.requested = True

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-import mnist
+from saelab.data import mnist
 import self_taught
-import train
+from saelab.training import autoencoder as train
 from conftest import MNIST_DIR, ROOT
 from test_mnist import idx_bytes
 from test_plots import png_size
@@ -184,7 +184,7 @@ def test_end_to_end_on_synthetic_digits(tmp_path, monkeypatch, capsys):
 
 def test_features_come_from_the_saved_autoencoder(tmp_path, monkeypatch):
     """Recomputing the classifier's accuracy from the saved file gives the saved number."""
-    from softmax import accuracy, predict
+    from saelab.softmax import accuracy, predict
 
     data_dir, out_dir = tmp_path / "data", tmp_path / "out"
     data_dir.mkdir()

@@ -7,7 +7,7 @@ import pytest
 
 from gradcheck import numerical_gradient, relative_difference
 from reference import loop_softmax_cost_and_grad
-from softmax import (
+from saelab.softmax import (
     accuracy,
     confusion_matrix,
     init_softmax_params,

@@ -7,8 +7,10 @@ import pytest
 
 import fast
 import sparse_autoencoder as sae
-import train
-from atomic import atomic_write
+from saelab.training import common
+from saelab.files import model_file
+from saelab.training import autoencoder as train
+from saelab.files.atomic import atomic_write
 
 COST = dict(penalty="kl", rho=0.1, beta=3.0, lam=1e-3, decoder="sigmoid")
 
@@ -174,7 +176,7 @@ def test_lbfgs_progress_lines_cost_no_extra_forward_pass(tiny, monkeypatch):
 
 def test_progress_rate_is_limited_by_the_clock():
     now = [0.0]
-    progress = train.Progress(100, "iter", every=2.0, stream=io.StringIO(), clock=lambda: now[0])
+    progress = common.Progress(100, "iter", every=2.0, stream=io.StringIO(), clock=lambda: now[0])
     terms = {"cost": 1.0, "reconstruction": 0.5, "weight_decay": 0.25, "sparsity": 0.25, "mean_rho_hat": 0.1}
     printed = []
     for step in range(101):
@@ -193,7 +195,7 @@ def test_slow_cost_parts_widen_the_gap():
         now[0] += 1.0                                         # the forward pass takes 1 s
         return {"cost": 1.0, "reconstruction": 1.0, "weight_decay": 0.0, "sparsity": 0.0, "mean_rho_hat": 0.1}
 
-    progress = train.Progress(10_000, "iter", every=2.0, stream=io.StringIO(), clock=lambda: now[0])
+    progress = common.Progress(10_000, "iter", every=2.0, stream=io.StringIO(), clock=lambda: now[0])
     progress.report(0, slow_terms)
     assert progress.gap == 20.0
     now[0] += 10.0
@@ -203,7 +205,7 @@ def test_slow_cost_parts_widen_the_gap():
 
 
 def test_format_duration():
-    assert [train.format_duration(s) for s in (0, 42.4, 185, 3720)] == ["0s", "42s", "3m05s", "1h02m"]
+    assert [common.format_duration(s) for s in (0, 42.4, 185, 3720)] == ["0s", "42s", "3m05s", "1h02m"]
 
 
 # --- validation ---------------------------------------------------------------------
@@ -255,8 +257,8 @@ def test_save_load_round_trip_is_exact(tmp_path, tiny, dtype):
              "seed": 0, "flag": True, "none": None, "info": {"tile_shape": [3, 3]}}
     history = {"optimizer": "lbfgs", "cost": [3.0, 2.0 / 3.0], "status": "done"}
     extra = {"zca": np.random.default_rng(0).standard_normal((9, 9)), "mean": np.arange(9.0)}
-    path = train.save_model(tmp_path / "m.npz", params, hyper, history=history, extra=extra)
-    loaded, hyper2, history2, extra2 = train.load_model(path)
+    path = model_file.save_model(tmp_path / "m.npz", params, hyper, history=history, extra=extra)
+    loaded, hyper2, history2, extra2 = model_file.load_model(path)
     for k in params:
         assert loaded[k].dtype == params[k].dtype
         np.testing.assert_array_equal(loaded[k], params[k])
@@ -274,7 +276,7 @@ def read_npz(path):
 
 def test_load_rejects_files_that_are_not_models(tmp_path, tiny):
     _, params = tiny
-    good = train.save_model(tmp_path / "good.npz", params, {"n_visible": 9, "n_hidden": 4})
+    good = model_file.save_model(tmp_path / "good.npz", params, {"n_visible": 9, "n_hidden": 4})
     data = good.read_bytes()
 
     cases = {
@@ -284,33 +286,33 @@ def test_load_rejects_files_that_are_not_models(tmp_path, tiny):
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError, match=message) as info:
-            train.load_model(tmp_path / name)
+            model_file.load_model(tmp_path / name)
         assert name in str(info.value)
 
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="no format_version"):
-        train.load_model(tmp_path / "other.npz")
+        model_file.load_model(tmp_path / "other.npz")
 
     arrays = read_npz(good)
     arrays["format_version"] = np.array(99)
     np.savez(tmp_path / "future.npz", **arrays)
     with pytest.raises(ValueError, match="format version 99"):
-        train.load_model(tmp_path / "future.npz")
+        model_file.load_model(tmp_path / "future.npz")
 
     arrays = read_npz(good)
     del arrays["W2"]
     np.savez(tmp_path / "missing.npz", **arrays)
     with pytest.raises(ValueError, match="missing W2"):
-        train.load_model(tmp_path / "missing.npz")
+        model_file.load_model(tmp_path / "missing.npz")
 
     arrays = read_npz(good)
     arrays["b1"] = np.zeros(5)
     np.savez(tmp_path / "shapes.npz", **arrays)
     with pytest.raises(ValueError, match=r"params\['b1'\]: expected shape \(4,\)"):
-        train.load_model(tmp_path / "shapes.npz")
+        model_file.load_model(tmp_path / "shapes.npz")
 
     with pytest.raises(FileNotFoundError, match="nowhere.npz"):
-        train.load_model(tmp_path / "nowhere.npz")
+        model_file.load_model(tmp_path / "nowhere.npz")
 
 
 def test_interrupted_write_keeps_the_old_file(tmp_path):
@@ -327,7 +329,7 @@ def test_interrupted_write_keeps_the_old_file(tmp_path):
 def test_save_rejects_non_json_hyperparameters(tmp_path, tiny):
     _, params = tiny
     with pytest.raises(TypeError, match="hyperparameters"):
-        train.save_model(tmp_path / "m.npz", params, {"rng": np.random.default_rng()})
+        model_file.save_model(tmp_path / "m.npz", params, {"rng": np.random.default_rng()})
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,8 +8,8 @@ import urllib.error
 import numpy as np
 import pytest
 
-import mnist
-import train
+from saelab.data import mnist
+from saelab.training import autoencoder as train
 import train_mnist
 from conftest import MNIST_DIR, ROOT
 from test_mnist import write_split

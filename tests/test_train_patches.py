@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-import patches
-import plots
-import train
+from saelab.data import patches
+from saelab.figures import plots
+from saelab.training import autoencoder as train
 import train_patches
 from conftest import ROOT
 

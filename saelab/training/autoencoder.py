@@ -4,10 +4,11 @@ Functions
 ---------
     lbfgs(params, X, ...)      full-batch L-BFGS-B from SciPy over the packed parameters
     adam(params, X, ...)       mini-batch Adam written out in NumPy
-    save_model(path, ...)      one .npz file: params, hyperparameters, history, extra arrays
-    load_model(path)           the inverse, with clear errors for files that are not ours
     SparseAutoencoder          a thin estimator (fit / encode / reconstruct / save / load)
-    StopOnInterrupt            Ctrl-C -> stop after the current step (a context manager)
+
+The progress lines, Ctrl-C handling (``StopOnInterrupt``) and the Adam
+update are in ``common``, shared with ``modern``; the file format in
+``saelab.files.model_file``.
 
 Both optimizers
 ---------------
@@ -36,13 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import math
-import numbers
-import os
-import signal
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -50,186 +45,14 @@ import numpy as np
 
 import fast
 import sparse_autoencoder as sae
-import validation
+from saelab.checks import validation
+from saelab.files.model_file import NOTES_MODEL, load_model, model_name, save_model
+from saelab.training.common import (QUIET, TrainingStep, adam_update, all_finite, as_2d,
+                                    check_callable, check_positive_real, check_unit_interval,
+                                    copy_params, estimator_from_file, finish_epoch, make_progress)
 
 COST_KEYS = ("penalty", "rho", "beta", "lam", "decoder")
 OPTIMIZERS = ("lbfgs", "adam")
-
-
-# ---------------------------------------------------------------------------
-# Progress and per-step callbacks
-# ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class TrainingStep:
-    """What ``callback`` receives after each step.
-
-    optimizer: "lbfgs" or "adam"; iteration: L-BFGS iterations or Adam steps
-    done so far (1 after the first); epoch: Adam's current epoch (1-based;
-    None for L-BFGS); cost: J at ``params`` for L-BFGS, J on the mini-batch
-    just used for Adam; params: the current parameters (read them, copy them,
-    do not modify them; the optimizers never modify them afterwards either, so
-    keeping a reference is safe); elapsed: seconds since the start.
-    """
-
-    optimizer: str
-    iteration: int
-    epoch: int | None
-    cost: float
-    params: dict
-    elapsed: float
-
-
-def format_duration(seconds):
-    """'42s', '3m05s' or '1h02m' for a number of seconds."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def format_terms(terms):
-    """'J 12.34 = recon 10.1 + decay 1.2 + sparsity 1.0, mean rho_hat 0.101'."""
-    return (
-        f"J {terms['cost']:.5g} = recon {terms['reconstruction']:.4g}"
-        f" + decay {terms['weight_decay']:.4g} + sparsity {terms['sparsity']:.4g},"
-        f" mean rho_hat {terms['mean_rho_hat']:.4g}"
-    )
-
-
-class Progress:
-    """Prints one progress line at most every ``every`` seconds.
-
-    ``due(step)`` says whether a line should be printed now: at the first
-    step, at the last one (``step == total``), and whenever the gap since the
-    previous line has passed. ``report(step, compute_terms)`` calls
-    ``compute_terms()`` (the cost parts: a forward pass for Adam, free for
-    L-BFGS, which keeps those of its latest evaluation) and prints the line.
-    The gap is ``every`` seconds, or 20 times the time ``compute_terms``
-    took if that is longer, so reporting never costs more than about 5% of
-    the run.
-    """
-
-    OVERHEAD_FACTOR = 20
-
-    def __init__(self, total, unit, *, every=2.0, stream=None, clock=time.perf_counter):
-        self.total, self.unit, self.every = total, unit, every
-        self.stream = stream if stream is not None else sys.stdout
-        self.clock = clock
-        self.start = clock()
-        self.last_print = None
-        self.gap = every
-        self.format_terms = format_terms      # the middle of the line (train_modern.py sets its own)
-
-    def elapsed(self):
-        return self.clock() - self.start
-
-    def due(self, step):
-        if self.last_print is None or step >= self.total:
-            return True
-        return self.clock() - self.last_print >= self.gap
-
-    def report(self, step, compute_terms, note=""):
-        before = self.clock()
-        with np.errstate(**_QUIET):                  # a diverging run is reported, not warned about
-            terms = compute_terms()
-        self.gap = max(self.every, self.OVERHEAD_FACTOR * (self.clock() - before))
-        elapsed = self.elapsed()
-        eta = elapsed / step * (self.total - step) if step > 0 else float("nan")
-        eta_text = format_duration(eta) if math.isfinite(eta) else "?"
-        width = len(str(self.total))
-        print(
-            f"{self.unit} {step:>{width}}/{self.total}  {self.format_terms(terms)}{note}"
-            f"  [{format_duration(elapsed)} elapsed, ~{eta_text} left]",
-            file=self.stream, flush=True,
-        )
-        self.last_print = self.clock()
-
-
-def _make_progress(progress, total, unit, every):
-    if isinstance(every, bool) or not isinstance(every, numbers.Real) or not every >= 0:
-        raise ValueError(f"progress_every: expected a number of seconds >= 0, got {every!r}")
-    if progress is False or progress is None:
-        return None
-    if progress is not True and not callable(getattr(progress, "write", None)):
-        raise TypeError(f"progress: expected True, False, None or a file object with a write "
-                        f"method, got {progress!r}")
-    stream = None if progress is True else progress
-    return Progress(total, unit, every=float(every), stream=stream)
-
-
-# ---------------------------------------------------------------------------
-# Ctrl-C: stop after the current step
-# ---------------------------------------------------------------------------
-
-
-class StopOnInterrupt:
-    """Turns the first Ctrl-C (SIGINT) into "stop after the current step".
-
-        with StopOnInterrupt() as interrupt:
-            params, history = lbfgs(params, X, callback=interrupt.chain(callback))
-        if interrupt.requested:
-            ...                                  # save what was reached, exit 130
-
-    Inside the block, the first SIGINT only sets ``requested`` and writes a
-    one-line notice to ``stream`` (default stderr); the callback returned by
-    ``chain`` then returns True, so the optimizer stops after the step in
-    progress and returns the parameters reached (``history["status"] ==
-    "stopped"``). A second SIGINT raises KeyboardInterrupt as usual: quit
-    now. The previous handler is restored when the block ends. Signal
-    handlers exist only in the main thread; elsewhere this does nothing.
-    """
-
-    NOTICE = ("Ctrl-C: stopping after the current step; the parameters reached so far "
-              "will be saved (press Ctrl-C again to quit at once without saving)")
-
-    def __init__(self, stream=None, notice=NOTICE):
-        self.stream = stream
-        self.notice = notice
-        self.requested = False
-        self.active = False
-        self._previous = None
-
-    def __enter__(self):
-        self.requested = False
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self.active = True
-        return self
-
-    def __exit__(self, *exc_info):
-        if self.active:
-            previous = self._previous if self._previous is not None else signal.default_int_handler
-            signal.signal(signal.SIGINT, previous)
-            self.active = False
-        return False
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self._write("\n" + self.notice + "\n")
-
-    def _write(self, text):
-        stream = self.stream if self.stream is not None else sys.stderr
-        try:                           # unbuffered: safe even if the handler interrupts a print
-            os.write(stream.fileno(), text.encode())
-        except (AttributeError, OSError, ValueError):
-            stream.write(text)
-            stream.flush()
-
-    def chain(self, callback=None):
-        """A training callback: calls ``callback(step)`` (if given), then says whether to stop."""
-        _check_callable("callback", callback)
-
-        def stop_requested(step):
-            stop = bool(callback(step)) if callback is not None else False
-            return stop or self.requested
-
-        return stop_requested
 
 
 # ---------------------------------------------------------------------------
@@ -245,57 +68,6 @@ def _cost_kwargs(penalty, rho, beta, lam, decoder):
             "lam": float(lam), "decoder": decoder}
 
 
-def _check_positive_real(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise TypeError(f"{name}: expected a finite real number, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
-    return float(value)
-
-
-def _check_unit_interval(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a number in [0, 1), got {value!r}")
-    if not 0 <= value < 1:
-        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
-    return float(value)
-
-
-def _check_callable(name, value):
-    if value is not None and not callable(value):
-        raise TypeError(f"{name}: expected a callable or None, got {type(value).__name__}")
-    return value
-
-
-def _as_2d(name, X):
-    """X as an array, raising a clear error unless it is 2-D (rows are examples)."""
-    X = validation.plain_array(name, X)      # a masked array with values masked is refused
-    try:
-        X = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name}: expected a 2-D array of numbers, got {type(X).__name__}") from exc
-    if X.ndim != 2 or X.shape[1] < 1:
-        raise ValueError(f"{name}: expected a 2-D array (m, n_visible) with n_visible >= 1, "
-                         f"got shape {X.shape}")
-    return X
-
-
-def _copy_params(params):
-    return {name: np.array(params[name], copy=True) for name in sae.PARAM_NAMES}
-
-
-def _all_finite(cost, grads):
-    return math.isfinite(cost) and all(np.isfinite(grads[name]).all() for name in sae.PARAM_NAMES)
-
-
-# While training, overflow and invalid operations are not warned about: an
-# optimizer that diverges makes the cost, the gradient or the parameters
-# non-finite, and the optimizers test for exactly that after every step and
-# stop with a clear message (history["status"] == "nonfinite"). Inside the
-# model's domain nothing overflows anyway (tests/test_reliability.py).
-_QUIET = dict(over="ignore", invalid="ignore", divide="ignore")
-
-
 def _initial_terms(params, X, cost_kwargs):
     """cost_terms at the start; a clear error naming the culprit if J is not finite there.
 
@@ -303,7 +75,7 @@ def _initial_terms(params, X, cost_kwargs):
     values too large to compute with, naming lam, beta, X or the params; the
     test below is a second line, blaming the part of J that is not finite.
     """
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         terms = fast.cost_terms(params, X, **cost_kwargs)
     culprits = {"weight_decay": ("lam", cost_kwargs["lam"]), "sparsity": ("beta", cost_kwargs["beta"])}
     for part in ("weight_decay", "sparsity", "reconstruction"):
@@ -322,7 +94,6 @@ def _initial_terms(params, X, cost_kwargs):
 
 class _StopRequested(Exception):
     """Raised inside SciPy's loop to leave it between iterations."""
-
 
 
 @contextlib.contextmanager
@@ -401,7 +172,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
     cost_kwargs = _cost_kwargs(penalty, rho, beta, lam, decoder)
     max_iter = validation.check_count("max_iter", max_iter)
     maxcor = validation.check_count("maxcor", maxcor)
-    _check_callable("callback", callback)
+    check_callable("callback", callback)
     X = sae.check_X(X, params, decoder)          # once: checked, in the params' dtype
     dtype = params["W1"].dtype
     n_hidden, n_visible = params["W1"].shape
@@ -419,12 +190,12 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
         if not all(np.isfinite(p).all() for p in params_.values()):
             raise FloatingPointError(f"the parameters became infinite or NaN at evaluation "
                                      f"{n_evaluations}")
-        with np.errstate(**_QUIET):
+        with np.errstate(**QUIET):
             # X, the hyperparameters and params_ (finite, the model's shapes) are
             # checked already: the unchecked path skips a pass over X per evaluation.
             terms, grads = fast._cost_terms_and_grad(params_, X, **cost_kwargs)
         cost = terms["cost"]
-        if not _all_finite(cost, grads):
+        if not all_finite(cost, grads):
             raise FloatingPointError(f"the cost or gradient became {cost} at evaluation {n_evaluations}")
         last["theta"], last["terms"] = theta.copy(), terms
         return cost, sae.pack(grads).astype(np.float64)
@@ -435,10 +206,10 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
         point it evaluated), else from a forward pass."""
         if last["theta"] is not None and np.array_equal(theta, last["theta"]):
             return last["terms"]
-        with np.errstate(**_QUIET):                  # unchecked: a diverging run is reported
+        with np.errstate(**QUIET):                  # unchecked: a diverging run is reported
             return fast._cost_terms(as_params(theta), X, **cost_kwargs)
 
-    reporter = _make_progress(progress, max_iter, "iter", progress_every)
+    reporter = make_progress(progress, max_iter, "iter", progress_every)
     start = time.perf_counter()
     theta0 = sae.pack(params).astype(np.float64)
     history = {"optimizer": "lbfgs", "iteration": [0], "cost": [], "elapsed": [0.0],
@@ -523,23 +294,23 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
     """
     params = sae.check_params(params)
     cost_kwargs = _cost_kwargs(penalty, rho, beta, lam, decoder)
-    lr = _check_positive_real("lr", lr)
-    eps = _check_positive_real("eps", eps)
-    beta1 = _check_unit_interval("beta1", beta1)
-    beta2 = _check_unit_interval("beta2", beta2)
+    lr = check_positive_real("lr", lr)
+    eps = check_positive_real("eps", eps)
+    beta1 = check_unit_interval("beta1", beta1)
+    beta2 = check_unit_interval("beta2", beta2)
     batch_size = validation.check_count("batch_size", batch_size)
     epochs = validation.check_count("epochs", epochs)
-    _check_callable("callback", callback)
+    check_callable("callback", callback)
     rng = sae.as_generator(rng)
     X = sae.check_X(X, params, decoder)          # once: checked, in the params' dtype
     m = X.shape[0]
     steps_per_epoch = math.ceil(m / batch_size)
     total_steps = epochs * steps_per_epoch
 
-    params = _copy_params(params)
+    params = copy_params(params)
     first_moment = {name: np.zeros_like(p) for name, p in params.items()}
     second_moment = {name: np.zeros_like(p) for name, p in params.items()}
-    reporter = _make_progress(progress, total_steps, "step", progress_every)
+    reporter = make_progress(progress, total_steps, "step", progress_every)
     start = time.perf_counter()
     history = {"optimizer": "adam", "epoch": [0], "cost": [], "elapsed": [0.0],
                "step_cost": [], "steps_per_epoch": steps_per_epoch,
@@ -555,26 +326,26 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
         order = rng.permutation(m)
         for start_row in range(0, m, batch_size):
             batch = X[order[start_row:start_row + batch_size]]      # (<= batch_size, n_visible)
-            with np.errstate(**_QUIET):
+            with np.errstate(**QUIET):
                 # Unchecked: X and the hyperparameters were checked once, and parameters
                 # that grow too large must stop the run as "nonfinite", not raise.
                 cost, grads = fast._cost_and_grad(params, batch, **cost_kwargs)
-            if not _all_finite(cost, grads):
+            if not all_finite(cost, grads):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the cost or gradient became {cost} at step {t + 1} "
                                       f"(epoch {epoch}); try a smaller learning rate")
-                return last_finite, _finish_epoch(history, None, start)
+                return last_finite, finish_epoch(history, None, start)
             last_finite = params
             history["step_cost"].append(cost)
             t += 1
-            with np.errstate(**_QUIET):
-                params = _adam_update(params, grads, first_moment, second_moment,
+            with np.errstate(**QUIET):
+                params = adam_update(params, grads, first_moment, second_moment,
                                       t, lr, beta1, beta2, eps)
             if not all(np.isfinite(p).all() for p in params.values()):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the parameters became infinite or NaN at step {t} "
                                       f"(epoch {epoch}); try a smaller learning rate")
-                return last_finite, _finish_epoch(history, None, start)
+                return last_finite, finish_epoch(history, None, start)
             elapsed = time.perf_counter() - start
             if reporter is not None and reporter.due(t):
                 reporter.report(t, lambda: fast._cost_terms(params, batch, **cost_kwargs),
@@ -582,50 +353,20 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
             if callback is not None and callback(
                     TrainingStep("adam", t, epoch, cost, params, elapsed)):
                 history["status"], history["message"] = "stopped", "stopped by the callback"
-                return params, _finish_epoch(history, None, start)
-        with np.errstate(**_QUIET):
+                return params, finish_epoch(history, None, start)
+        with np.errstate(**QUIET):
             full_cost = fast._cost_terms(params, X, **cost_kwargs)["cost"]
         if not math.isfinite(full_cost):
             history["status"] = "nonfinite"
             history["message"] = f"the cost on all examples became {full_cost} after epoch {epoch}"
-            return last_finite, _finish_epoch(history, None, start)
-        _finish_epoch(history, full_cost, start)
+            return last_finite, finish_epoch(history, None, start)
+        finish_epoch(history, full_cost, start)
     return params, history
-
-
-def _finish_epoch(history, full_cost, start):
-    if full_cost is not None:
-        history["epoch"].append(len(history["epoch"]))
-        history["cost"].append(full_cost)
-        history["elapsed"].append(time.perf_counter() - start)
-    return history
-
-
-def _adam_update(params, grads, first_moment, second_moment, t, lr, beta1, beta2, eps):
-    """One Adam step; returns new parameter arrays (the old ones stay intact)."""
-    correction1 = 1 - beta1 ** t
-    correction2 = 1 - beta2 ** t
-    updated = {}
-    for name in sae.PARAM_NAMES:
-        g = grads[name]
-        mo, ve = first_moment[name], second_moment[name]
-        mo *= beta1
-        mo += (1 - beta1) * g
-        ve *= beta2
-        ve += (1 - beta2) * g * g
-        denominator = np.sqrt(ve / correction2)
-        denominator += eps
-        updated[name] = params[name] - (lr / correction1) * mo / denominator
-    return updated
 
 
 # ---------------------------------------------------------------------------
 # Saving and loading models
 # ---------------------------------------------------------------------------
-
-# The file format, its checks and its guarantees live in model_file.py; these
-# names stay importable from here.
-from model_file import FORMAT_VERSION, NOTES_MODEL, load_model, model_name, save_model  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------
@@ -659,7 +400,7 @@ class SparseAutoencoder:
         self.decoder = decoder
         self.optimizer = validation.check_choice("optimizer", optimizer, OPTIMIZERS)
         self.max_iter = validation.check_count("max_iter", max_iter)
-        self.lr = _check_positive_real("lr", lr)
+        self.lr = check_positive_real("lr", lr)
         self.batch_size = validation.check_count("batch_size", batch_size)
         self.epochs = validation.check_count("epochs", epochs)
         self.seed = validation.check_seed("seed", seed)
@@ -688,7 +429,7 @@ class SparseAutoencoder:
 
     def fit(self, X, *, callback=None, progress=True, progress_every=2.0):
         """Initialize (seeded) and train on X (m, n_visible); returns self."""
-        X = _as_2d("X", X)
+        X = as_2d("X", X)
         rng = np.random.default_rng(self.seed)
         params = sae.init_params(X.shape[1], self.n_hidden, rng=rng, dtype=self.dtype)
         common = dict(callback=callback, progress=progress, progress_every=progress_every,
@@ -725,7 +466,7 @@ class SparseAutoencoder:
         extra: arrays to save besides ``extra_`` (e.g. a whitening matrix);
         info: a JSON-compatible dict (data description, tile shape, ...)
         saved under hyperparameters["info"], read back as ``info_``.
-        Refuses, before writing, anything ``load`` would refuse (see model_file.py).
+        Refuses, before writing, anything ``load`` would refuse (see saelab/files/model_file.py).
         """
         params = self._fitted_params()
         for name, value in (("extra", extra), ("info", info), ("extra_", self.extra_),
@@ -746,36 +487,18 @@ class SparseAutoencoder:
     def load(cls, path):
         """A fitted estimator from a file written by ``save``.
 
-        A file of the ReLU + L1 or TopK model (hyperparameter "model") gives a
-        ``train_modern.ModernAutoencoder``, which encodes with that model's encoder.
+        A file of the ReLU + L1 or TopK model (hyperparameter "model") is
+        refused with a ValueError that names it: ``loading.load_autoencoder``
+        loads a file of any model as its own estimator.
         """
         params, hyperparameters, history, extra = load_model(path)
-        if model_name(hyperparameters) != NOTES_MODEL:
-            from train_modern import load_autoencoder      # the modern models' estimator
-            return load_autoencoder(path)
+        name = model_name(hyperparameters)
+        if name != NOTES_MODEL:
+            raise ValueError(f"model file {path}: holds the {name!r} model, not the notes' "
+                             f"sigmoid autoencoder; load it with "
+                             f"saelab.training.loading.load_autoencoder(path)")
         return estimator_from_file(cls, path, (params, hyperparameters, history, extra), (
             "penalty", "rho", "beta", "lam", "decoder", "optimizer", "max_iter", "lr",
             "batch_size", "epochs", "seed", "dtype"))
 
 
-def estimator_from_file(cls, path, loaded, keys):
-    """An estimator ``cls(n_hidden, **hyperparameters)`` holding a loaded model file's fitted state.
-
-    loaded: what ``load_model(path)`` returned (params, hyperparameters,
-    history, extra); keys: the hyperparameters that ``cls`` takes. Bad or
-    contradicting hyperparameters raise ValueError naming the file.
-    """
-    params, hyperparameters, history, extra = loaded
-    known = {key: hyperparameters[key] for key in keys if key in hyperparameters}
-    try:
-        model = cls(hyperparameters.get("n_hidden", params["W1"].shape[0]), **known)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"model file {path}: bad hyperparameters ({exc})") from exc
-    if np.dtype(model.dtype) != params["W1"].dtype:
-        raise ValueError(f"model file {path}: hyperparameters say dtype {model.dtype}, "
-                         f"params are {params['W1'].dtype}")
-    model.params_, model.history_ = params, history
-    model.n_visible_ = params["W1"].shape[1]
-    model.extra_ = extra
-    model.info_ = hyperparameters.get("info") or {}
-    return model

@@ -61,12 +61,13 @@ import time
 from pathlib import Path
 
 
-from argtypes import (  # noqa: F401  (scripts use them as experiment.*)
+from saelab.checks.argtypes import (  # noqa: F401  (scripts use them as experiment.*)
     nonempty_path, nonnegative_float, nonnegative_int, open_unit_float, positive_float, positive_int)
 import sparse_autoencoder as sae
-from atomic import atomic_write
-from diagnostics import diagnostics
-from train import SparseAutoencoder, StopOnInterrupt
+from saelab.files.atomic import atomic_write
+from saelab.diagnostics import diagnostics
+from saelab.training.autoencoder import SparseAutoencoder
+from saelab.training.common import StopOnInterrupt
 
 # Sparsity weight used when --beta is not given, per penalty. KL: the notes'
 # 3. L1: beta * sum_j rho_hat_j penalizes every unit at every activation
@@ -157,7 +158,7 @@ def check_options(parser, args, *, n_visible, name, more_outputs=()):
     """
     import numpy as np
 
-    import validation
+    from saelab.checks import validation
 
     dtype = np.dtype(args.dtype)
     tiny = float(np.finfo(dtype).tiny)
@@ -409,7 +410,7 @@ def write_outputs(model, summary, out_dir, name, *, tile_shape, X_examples,
     written on its own, the model first; one that fails is left out of the
     returned paths and (what, path, exception) is appended to the list.
     """
-    import plots  # matplotlib only when figures are written
+    from saelab.figures import plots  # matplotlib only when figures are written
 
     targets = output_paths(out_dir, name)
     del targets["summary"]
@@ -466,7 +467,7 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
     frames so far), written atomically like every other file.
 
     Ctrl-C: the first one stops training after the current step (see
-    ``train.StopOnInterrupt``); the parameters reached are summarized and
+    ``common.StopOnInterrupt``); the parameters reached are summarized and
     saved as usual, the last line printed says so and where, and
     ``summary["interrupted"]`` is True (``exit_status`` gives 130). A second
     Ctrl-C quits at once: ``run`` prints one line and raises SystemExit(130);
@@ -479,7 +480,7 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
     model = model_from_args(args)
     recorder = None
     if animates(args):
-        import animation
+        from saelab.figures import animation
 
         every = args.animate_every or animation.frame_interval(
             animation.total_steps(model, X_train.shape[0]))

@@ -27,13 +27,13 @@ the share of the CPU that other programs used while it was timed, and
 --blas-threads 1 gives ratios against one core's BLAS, which load disturbs
 less.
 
-    python bench.py                       # the full table (a minute or two when idle)
-    python bench.py --quick               # fewer repeats, a smaller loop subset
-    python bench.py --accuracy            # also float32 against float64
-    python bench.py --shapes 10000x784x196 --dtypes float32
-    python bench.py --blas-threads 1      # BLAS on one thread
-    python bench.py --train --data-dir ../shared/data/mnist   # also time train_mnist.py
-    python bench.py --models relu_l1 topk topk_auxk   # today's SAEs (modern_sae.py) instead
+    python -m benchmarks.bench                       # the full table (a minute or two when idle)
+    python -m benchmarks.bench --quick               # fewer repeats, a smaller loop subset
+    python -m benchmarks.bench --accuracy            # also float32 against float64
+    python -m benchmarks.bench --shapes 10000x784x196 --dtypes float32
+    python -m benchmarks.bench --blas-threads 1      # BLAS on one thread
+    python -m benchmarks.bench --train --data-dir ../shared/data/mnist   # also time train_mnist.py
+    python -m benchmarks.bench --models relu_l1 topk topk_auxk   # today's SAEs (modern_sae.py) instead
 
 With --models, the table is that of the ReLU + L1 and TopK models (issue
 13): one cost-and-gradient call, readable (``modern_sae``) and tuned
@@ -67,15 +67,15 @@ from pathlib import Path
 
 import numpy as np
 
-from argtypes import nonempty_path, nonnegative_int, positive_int
+from saelab.checks.argtypes import nonempty_path, nonnegative_int, positive_int
 import fast
-import memory
+from saelab.checks import memory
 import sparse_autoencoder as sae
 from gradcheck import numerical_gradient, relative_difference
 import modern_sae
 from reference import loop_cost_and_grad
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]          # the repository root
 DEFAULT_SHAPES = ("10000x64x25", "10000x100x100", "10000x784x196", "60000x784x196")
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "mnist"
 MODEL_CHOICES = ("relu_l1", "topk", "topk_auxk")

@@ -62,7 +62,7 @@ import numpy as np
 # The matrix checker and the counters of sparse_autoencoder.py: one set of
 # validation rules and messages for the whole project.
 from sparse_autoencoder import _split_theta
-from validation import DTYPES, check_count, check_dtype, check_matrix, plain_array
+from saelab.checks.validation import DTYPES, check_count, check_dtype, check_matrix, plain_array
 
 SOFTMAX_PARAM_NAMES = ("W", "b")
 
@@ -305,7 +305,7 @@ def softmax_gradcheck_stage(rng=0, *, m=20, n_features=8, n_classes=4, lam=1e-4,
     weights (all p near 1/n_classes) the central difference's own error
     (proportional to eps^2) is larger, about 5e-10 at eps = 1e-4.
     """
-    from validation import as_generator
+    from saelab.checks.validation import as_generator
 
     rng = as_generator(rng)
     m = check_count("m", m)

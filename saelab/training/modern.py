@@ -1,15 +1,14 @@
 """Training today's sparse autoencoders (ReLU + L1, TopK): mini-batch Adam, dead latents, AuxK.
 
 The models themselves (forward pass, cost, hand-derived gradient) are in
-``modern_sae.py``; this module trains them, as ``train.py`` trains the
+``modern_sae.py``; this module trains them, as ``autoencoder`` trains the
 notes' model, and shares its Adam update, progress lines, callbacks and
-model file.
+model file (``common``, ``saelab.files.model_file``).
 
     adam_modern(params, X, model=..., ...)   mini-batch Adam for "relu_l1" or "topk"
     DeadLatentTracker(n_hidden, window)      which latents have not fired in the last N examples
     ModernAutoencoder                        the estimator: fit / encode / reconstruct /
                                              metrics / save / load
-    load_autoencoder(path)                   any saved model, with its own encoder
 
 Training, step by step (one mini-batch of rows of X):
 
@@ -22,7 +21,7 @@ Training, step by step (one mini-batch of rows of X):
    the dead latents (``dead=dead``).
 3. TopK: the gradient of W2 is projected, each column's component along
    that (unit) column removed (``modern_sae.project_decoder_grad``).
-4. The Adam update of ``train.adam`` (the same formula and defaults).
+4. The Adam update of ``autoencoder.adam`` (the same formula and defaults).
 5. TopK: the decoder's columns are renormalized to unit length
    (``modern_sae.normalize_decoder``).
 6. The tracker counts the batch: latents that fired on it are alive again.
@@ -48,13 +47,15 @@ import time
 
 import numpy as np
 
-import diagnostics
+from saelab import diagnostics
 import fast
 import modern_sae
 import sparse_autoencoder as sae
-import train
-import validation
-from model_file import NOTES_MODEL, load_model, model_name, save_model
+from saelab.checks import validation
+from saelab.files.model_file import load_model, model_name, save_model
+from saelab.training.common import (QUIET, TrainingStep, adam_update, all_finite, as_2d,
+                                    check_callable, check_positive_real, check_unit_interval,
+                                    copy_params, estimator_from_file, finish_epoch, make_progress)
 
 MODELS = modern_sae.MODELS                     # ("relu_l1", "topk")
 DEFAULT_DEAD_WINDOW = 10_000
@@ -198,10 +199,10 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
     model: "relu_l1" (uses l1) or "topk" (uses k, and aux_k, alpha for AuxK:
         aux_k None = no AuxK). lam: weight decay (0 in the papers).
     lr, batch_size, epochs, beta1, beta2, eps, rng, callback, progress,
-        progress_every: as ``train.adam``.
+        progress_every: as ``autoencoder.adam``.
     dead_window: a latent is dead when it has not fired in this many training examples.
 
-    Returns (params, history): history as ``train.adam``'s ("epoch",
+    Returns (params, history): history as ``autoencoder.adam``'s ("epoch",
     "cost", "elapsed", "step_cost", "steps_per_epoch", "status", "message";
     "cost" after epoch 0 is the mean J of that epoch's mini-batches), plus
     "model", "dead_window" and "dead_fraction" (the tracker's, at the start
@@ -210,13 +211,13 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
     params = sae.check_params(params)
     n_hidden = params["W1"].shape[0]
     l1, k, aux_k, alpha, lam = _check_model_settings(model, n_hidden, l1, k, aux_k, alpha, lam)
-    lr = train._check_positive_real("lr", lr)
-    eps = train._check_positive_real("eps", eps)
-    beta1 = train._check_unit_interval("beta1", beta1)
-    beta2 = train._check_unit_interval("beta2", beta2)
+    lr = check_positive_real("lr", lr)
+    eps = check_positive_real("eps", eps)
+    beta1 = check_unit_interval("beta1", beta1)
+    beta2 = check_unit_interval("beta2", beta2)
     batch_size = validation.check_count("batch_size", batch_size)
     epochs = validation.check_count("epochs", epochs)
-    train._check_callable("callback", callback)
+    check_callable("callback", callback)
     rng = sae.as_generator(rng)
     X = sae.check_X(X, params, decoder=None)         # once: checked, in the params' dtype
     m = X.shape[0]
@@ -227,10 +228,10 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
     use_dead = model == "topk" and aux_k is not None
     tracker = DeadLatentTracker(n_hidden, dead_window)
 
-    params = train._copy_params(params)
+    params = copy_params(params)
     first_moment = {name: np.zeros_like(p) for name, p in params.items()}
     second_moment = {name: np.zeros_like(p) for name, p in params.items()}
-    reporter = train._make_progress(progress, total_steps, "step", progress_every)
+    reporter = make_progress(progress, total_steps, "step", progress_every)
     if reporter is not None:
         reporter.format_terms = format_modern_terms
 
@@ -251,7 +252,7 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
     history = {"optimizer": "adam", "model": model, "epoch": [0], "cost": [], "elapsed": [0.0],
                "step_cost": [], "steps_per_epoch": steps_per_epoch, "dead_window": tracker.window,
                "dead_fraction": [0.0], "status": "done", "message": f"{epochs} epochs"}
-    with np.errstate(**train._QUIET):
+    with np.errstate(**QUIET):
         terms0 = batch_terms(params, X, checked=True)      # too large to compute with: refused, named
     if not math.isfinite(terms0["cost"]):
         raise ValueError(f"X: the cost at the initial parameters is {terms0['cost']}, expected a "
@@ -267,22 +268,22 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
         epoch_costs = []
         for start_row in range(0, m, batch_size):
             batch = X[order[start_row:start_row + batch_size]]      # (<= batch_size, n_visible)
-            with np.errstate(**train._QUIET):
+            with np.errstate(**QUIET):
                 cost, grads, fired = cost_and_grad(params, batch, tracker.dead if use_dead else None)
-            if not train._all_finite(cost, grads):
+            if not all_finite(cost, grads):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the cost or gradient became {cost} at step {t + 1} "
                                       f"(epoch {epoch}); try a smaller learning rate")
-                return last_finite, train._finish_epoch(history, None, start)
+                return last_finite, finish_epoch(history, None, start)
             tracker.update_fired(fired, batch.shape[0])
             last_finite = params
             history["step_cost"].append(cost)
             epoch_costs.append(cost)
             t += 1
-            with np.errstate(**train._QUIET):
+            with np.errstate(**QUIET):
                 if model == "topk":                  # unit-norm decoder columns: project, step, renormalize
                     grads = {**grads, "W2": modern_sae._project_decoder_grad(params["W2"], grads["W2"])}
-                params = train._adam_update(params, grads, first_moment, second_moment,
+                params = adam_update(params, grads, first_moment, second_moment,
                                             t, lr, beta1, beta2, eps)
                 if model == "topk":
                     params["W2"] = modern_sae._normalize_decoder(params["W2"])
@@ -290,18 +291,18 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
                 history["status"] = "nonfinite"
                 history["message"] = (f"the parameters became infinite or NaN at step {t} "
                                       f"(epoch {epoch}); try a smaller learning rate")
-                return last_finite, train._finish_epoch(history, None, start)
+                return last_finite, finish_epoch(history, None, start)
             elapsed = time.perf_counter() - start
             if reporter is not None and reporter.due(t):
                 reporter.report(t, lambda: batch_terms(params, batch),
                                 note=f"  (epoch {epoch}, mini-batch)")
             if callback is not None and callback(
-                    train.TrainingStep("adam", t, epoch, cost, params, elapsed)):
+                    TrainingStep("adam", t, epoch, cost, params, elapsed)):
                 history["status"], history["message"] = "stopped", "stopped by the callback"
                 history["dead_fraction"].append(tracker.dead_fraction)
-                return params, train._finish_epoch(history, float(np.mean(epoch_costs)), start)
+                return params, finish_epoch(history, float(np.mean(epoch_costs)), start)
         history["dead_fraction"].append(tracker.dead_fraction)
-        train._finish_epoch(history, float(np.mean(epoch_costs)), start)
+        finish_epoch(history, float(np.mean(epoch_costs)), start)
     return params, history
 
 
@@ -311,7 +312,7 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
 
 
 class ModernAutoencoder:
-    """The estimator for the ReLU + L1 and TopK models, beside ``train.SparseAutoencoder``.
+    """The estimator for the ReLU + L1 and TopK models, beside ``autoencoder.SparseAutoencoder``.
 
         model = ModernAutoencoder(256, model="topk", k=16).fit(X)   # X (m, n_visible)
         A2 = model.encode(X)                 # (m, n_hidden): the TopK latents
@@ -334,7 +335,7 @@ class ModernAutoencoder:
         self.model = validation.check_choice("model", model, MODELS)
         self.l1, self.k, self.aux_k, self.alpha, self.lam = _check_model_settings(
             model, self.n_hidden, l1, k, aux_k, alpha, lam)
-        self.lr = train._check_positive_real("lr", lr)
+        self.lr = check_positive_real("lr", lr)
         self.batch_size = validation.check_count("batch_size", batch_size)
         self.epochs = validation.check_count("epochs", epochs)
         self.dead_window = validation.check_count("dead_window", dead_window)
@@ -361,7 +362,7 @@ class ModernAutoencoder:
 
     def fit(self, X, *, callback=None, progress=True, progress_every=2.0):
         """Initialize (seeded; b2 = the mean of X) and train on X (m, n_visible); returns self."""
-        X = train._as_2d("X", X)
+        X = as_2d("X", X)
         rng = np.random.default_rng(self.seed)
         init = modern_sae.init_topk if self.model == "topk" else modern_sae.init_relu_l1
         params = init(X.shape[1], self.n_hidden, rng=rng, dtype=np.dtype(self.dtype), X=X)
@@ -422,25 +423,17 @@ class ModernAutoencoder:
 
     @classmethod
     def load(cls, path):
-        """The estimator saved in ``path``: a ModernAutoencoder, or a SparseAutoencoder
-        for the notes' model (``load_autoencoder``)."""
-        return load_autoencoder(path)
+        """A fitted estimator from a file written by ``save``.
 
-
-def load_autoencoder(path):
-    """Any saved model as its estimator, which encodes with the model's own encoder.
-
-    A file whose hyperparameters say model "relu_l1" or "topk" gives a
-    ``ModernAutoencoder``; the notes' sigmoid model (files without "model")
-    a ``train.SparseAutoencoder``; another model name, a ValueError.
-    """
-    params, hyperparameters, history, extra = load_model(path)
-    name = model_name(hyperparameters)
-    if name == NOTES_MODEL:
-        return train.SparseAutoencoder.load(path)
-    if name not in MODELS:
-        raise ValueError(f"model file {path}: hyperparameters name the model {name!r}, expected "
-                         f"one of {', '.join(map(repr, (NOTES_MODEL, *MODELS)))}")
-    return train.estimator_from_file(ModernAutoencoder, path, (params, hyperparameters, history, extra), (
-        "model", "l1", "k", "aux_k", "alpha", "lam", "lr", "batch_size", "epochs", "dead_window",
-        "seed", "dtype"))
+        A file of the notes' sigmoid model is refused with a ValueError that
+        names it: ``loading.load_autoencoder`` loads a file of any model.
+        """
+        params, hyperparameters, history, extra = load_model(path)
+        name = model_name(hyperparameters)
+        if name not in MODELS:
+            raise ValueError(f"model file {path}: holds the {name!r} model, expected one of "
+                             f"{', '.join(map(repr, MODELS))}; load it with "
+                             f"saelab.training.loading.load_autoencoder(path)")
+        return estimator_from_file(cls, path, (params, hyperparameters, history, extra), (
+            "model", "l1", "k", "aux_k", "alpha", "lam", "lr", "batch_size", "epochs",
+            "dead_window", "seed", "dtype"))

@@ -1,7 +1,7 @@
 """How much --animate costs: one training run, timed, with or without recording.
 
-    python time_animation.py patches [--animate]
-    python time_animation.py mnist --data-dir ../shared/data/mnist [--animate]
+    python -m benchmarks.time_animation patches [--animate]
+    python -m benchmarks.time_animation mnist --data-dir ../shared/data/mnist [--animate]
 
 Runs the script's own code (``train_patches.main`` or ``train_mnist.main``,
 ``--quiet``, into a temporary folder) in this process and prints one line:
@@ -22,9 +22,9 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")          # as the training scripts set
 
-import animation  # noqa: E402
-from argtypes import nonempty_path  # noqa: E402
-import experiment  # noqa: E402
+from saelab.figures import animation  # noqa: E402
+from saelab.checks.argtypes import nonempty_path  # noqa: E402
+from saelab import experiment  # noqa: E402
 import train_mnist  # noqa: E402
 import train_patches  # noqa: E402
 

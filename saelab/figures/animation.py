@@ -1,6 +1,6 @@
 """Watch the filters emerge: record W1 while training, draw an animated GIF afterwards.
 
-    import animation
+    from saelab.figures import animation
     recorder = animation.FilterRecorder(every=animation.frame_interval(400))   # ~60 frames
     model.fit(X, callback=recorder)              # or within your own callback: recorder(step)
     recorder.save_gif("training.gif", tile_shape=(8, 8))
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-import plots
-from atomic import atomic_write
+from saelab.figures import plots
+from saelab.files.atomic import atomic_write
 
 TARGET_FRAMES = 60            # frame_interval aims here; a default run gives about 40 to 80
 FPS = 10                      # frames per second of the GIF
@@ -176,7 +176,7 @@ class FilterRecorder:
             self._latest_W1 = None
         else:
             # The optimizers never modify the arrays they hand to the callback
-            # (train.TrainingStep), so a reference is enough until it is drawn.
+            # (common.TrainingStep), so a reference is enough until it is drawn.
             self._latest_W1 = W1
         return None
 

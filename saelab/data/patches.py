@@ -26,8 +26,8 @@ import os
 
 import numpy as np
 
-from memory import check_memory
-from validation import as_generator, plain_array
+from saelab.checks.memory import check_memory
+from saelab.checks.validation import as_generator, plain_array
 
 DEFAULT_IMAGE = "grace_hopper.jpg"
 

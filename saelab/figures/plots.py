@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from atomic import atomic_write
+from saelab.files.atomic import atomic_write
 
 DPI = 100
 
@@ -98,7 +98,7 @@ def scaled_filter_grid(W1, tile_shape, center, scale):
     """The grid of ``filter_grid`` with a given centre and scale: tile j is (W1[j] - center) / scale[j].
 
     center: a number; scale: (n_hidden, 1) positive numbers (zeros count as
-    1, so an all-zero tile stays 0). The animation (animation.py) passes
+    1, so an all-zero tile stays 0). The animation (saelab/figures/animation.py) passes
     the same centre and scales for every frame, so tiles do not flicker.
     """
     W1 = _check_filters(W1, tile_shape)
@@ -158,7 +158,7 @@ def _save_figure(figure, path):
 def save_training_curve(history, path, size_pixels=(800, 500)):
     """J against L-BFGS iteration (or Adam epoch, with each mini-batch's J faintly).
 
-    history: as returned by ``train.lbfgs`` or ``train.adam``. The y axis is
+    history: as returned by ``autoencoder.lbfgs`` or ``autoencoder.adam``. The y axis is
     logarithmic when the cost spans more than a factor of 10. Writes a PNG
     of exactly ``size_pixels`` (width, height). Returns the path.
     """

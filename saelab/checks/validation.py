@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from memory import check_memory
+from saelab.checks.memory import check_memory
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 PENALTIES = ("kl", "l1", "none")

@@ -3,19 +3,18 @@
     save_model(path, params, hyperparameters, *, history=None, extra=None)
     load_model(path) -> (params, hyperparameters, history, extra)
 
-``train.save_model`` / ``train.load_model`` and ``SparseAutoencoder.save`` /
-``.load`` are these.
+The estimators' ``save`` and ``load`` (``saelab.training``) use these.
 
 What a file holds (a zip archive of .npy members, as ``numpy.savez``
 writes): ``format_version`` (1); the params ``W1``, ``b1``, ``W2``,
 ``b2`` (exact bits, float32 or float64); ``hyperparameters`` and
 ``history`` as JSON text; and each array of ``extra`` as ``extra_<name>``.
 The hyperparameter ``model`` names the model the params belong to
-("relu_l1" or "topk", written by ``train_modern.ModernAutoencoder``); files
+("relu_l1" or "topk", written by ``modern.ModernAutoencoder``); files
 without it hold the notes' sigmoid model (``model_name``). The params
 have the same layout for every model, but not the same encoder:
-``train_modern.load_autoencoder`` (and ``SparseAutoencoder.load``) give
-back the estimator that encodes with the right one.
+``saelab.training.loading.load_autoencoder`` gives back the estimator
+that encodes with the right one.
 
 The guarantees:
 
@@ -52,8 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atomic import atomic_write
-from validation import PARAM_NAMES, check_params
+from saelab.files.atomic import atomic_write
+from saelab.checks.validation import PARAM_NAMES, check_params
 
 __all__ = ["save_model", "load_model", "model_name", "FORMAT_VERSION", "MAX_JSON_DEPTH",
            "EXTRA_PREFIX", "NOTES_MODEL"]

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 import sparse_autoencoder as sae
-import validation
+from saelab.checks import validation
 
 ACTIVE_THRESHOLD = 0.5
 DENSITY_BINS = np.arange(-5.0, 0.25, 0.25)       # log10 of a firing fraction, 1e-5 .. 1

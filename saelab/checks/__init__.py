@@ -1,0 +1,1 @@
+"""Argument checks, raised early and naming the argument: validation, memory, argtypes."""

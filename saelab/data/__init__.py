@@ -1,0 +1,1 @@
+"""The data sets: MNIST (mnist) and natural-image patches (patches)."""

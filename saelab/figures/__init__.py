@@ -1,0 +1,1 @@
+"""What is drawn: static figures (plots) and the training animation (animation)."""
