@@ -25,7 +25,7 @@ What it does differently, and why (docs/speed.md has the measurements):
   end in float64 (NumPy's broadcast add and column sums go row by row and
   are two to four times slower on rows as narrow as these).
 - **The parts of J for free.** The squared error comes from the residual
-  that the gradient needs anyway; ``_cost_terms_and_grad`` returns the
+  that the gradient needs anyway; ``cost_terms_and_grad_unchecked`` returns the
   parts of J with the gradient so that training can print them without
   another forward pass.
 
@@ -60,17 +60,17 @@ def cost_and_grad(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
     shapes and dtype of params.
     """
     params, X, rho, beta, lam = check_call(params, X, penalty, rho, beta, lam, decoder)
-    return _cost_and_grad(params, X, penalty, rho, beta, lam, decoder)
+    return cost_and_grad_unchecked(params, X, penalty, rho, beta, lam, decoder)
 
 
 def cost_terms(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4,
                decoder="sigmoid") -> dict:
     """``sparse_autoencoder.cost_terms``, tuned: the parts of J, one forward pass, in place."""
     params, X, rho, beta, lam = check_call(params, X, penalty, rho, beta, lam, decoder)
-    return _cost_terms(params, X, penalty, rho, beta, lam, decoder)
+    return cost_terms_unchecked(params, X, penalty, rho, beta, lam, decoder)
 
 
-def _cost_terms(params, X, penalty, rho, beta, lam, decoder):
+def cost_terms_unchecked(params, X, penalty, rho, beta, lam, decoder):
     """cost_terms without any checks of its arguments (training checks them once)."""
     a2 = X @ params["W1"].T                                  # (m, n_hidden)
     a2 += params["b1"]                                       # z2
@@ -84,7 +84,7 @@ def _cost_terms(params, X, penalty, rho, beta, lam, decoder):
     return _terms(_sum_of_squares(residual), X.shape[0], params, rho_hat, penalty, rho, beta, lam)
 
 
-def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
+def cost_and_grad_unchecked(params, X, penalty, rho, beta, lam, decoder):
     """cost_and_grad without any checks of its arguments.
 
     For callers that have already validated them with ``validation.check_call``
@@ -93,12 +93,12 @@ def _cost_and_grad(params, X, penalty, rho, beta, lam, decoder):
     same X may check once and call this; anything else should call
     ``cost_and_grad``.
     """
-    terms, grads = _cost_terms_and_grad(params, X, penalty, rho, beta, lam, decoder)
+    terms, grads = cost_terms_and_grad_unchecked(params, X, penalty, rho, beta, lam, decoder)
     return terms["cost"], grads
 
 
-def _cost_terms_and_grad(params, X, penalty, rho, beta, lam, decoder):
-    """Like _cost_and_grad (no checks), but returns (terms, grads).
+def cost_terms_and_grad_unchecked(params, X, penalty, rho, beta, lam, decoder):
+    """Like cost_and_grad_unchecked (no checks), but returns (terms, grads).
 
     terms is the dict of ``cost_terms`` (the parts of J and mean rho_hat) at
     no extra cost: a training loop can report them without another forward
@@ -315,14 +315,14 @@ def _sparsity_delta(rho_hat, penalty, rho, beta):
 # - AuxK works on the dead latents' columns only: its products are
 #   (m, n_dead) by (n_dead, n_visible), small while few latents are dead.
 #
-# The unchecked ``_relu_l1`` and ``_topk`` also return which latents fired
+# The unchecked ``relu_l1_unchecked`` and ``topk_unchecked`` also return which latents fired
 # (a2 > 0 on some row), for the dead-latent tracker of saelab/training/modern.py.
 
 
 def relu_l1_cost_and_grad(params, X, *, l1=1.0, lam=0.0):
     """``modern_sae.relu_l1_cost_and_grad``, tuned: same arguments, checks and results (to rounding)."""
     params, X, l1, lam = check_relu_l1_call(params, X, l1, lam)
-    terms, grads, _ = _relu_l1(params, X, l1, lam)
+    terms, grads, _ = relu_l1_unchecked(params, X, l1, lam)
     return terms["cost"], grads
 
 
@@ -331,11 +331,11 @@ def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam
     checker): same arguments, checks and results (to rounding)."""
     params, X, k, aux_k, alpha, dead, lam, *_, spread_floor = check_topk_call(
         params, X, k, aux_k, alpha, dead, lam)
-    terms, grads, _ = _topk(params, X, k, aux_k, alpha, dead, lam, spread_floor)
+    terms, grads, _ = topk_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor)
     return terms["cost"], grads
 
 
-def _relu_l1(params, X, l1, lam):
+def relu_l1_unchecked(params, X, l1, lam):
     """(terms, grads, fired) of ReLU + L1, no checks; terms as ``modern_sae.relu_l1_cost_terms``."""
     W1, W2 = params["W1"], params["W2"]
     m = X.shape[0]
@@ -358,7 +358,7 @@ def _relu_l1(params, X, l1, lam):
     return terms, grads, active.any(axis=0)
 
 
-def _topk(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0):
+def topk_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0):
     """(terms, grads, fired) of TopK (+ AuxK), no checks; terms as ``modern_sae.topk_cost_terms``.
     spread_floor: from ``validation.check_topk_call`` (0.0 in training: see ``check_spread``)."""
     W1, W2 = params["W1"], params["W2"]

@@ -225,9 +225,9 @@ def markdown_table(points):
 def save_frontier_figure(points, path, size_pixels=(1500, 600)):
     """Left: normalized MSE against L0 (log-log), one curve per family, sigmoid families hollow.
     Right: the dead fraction of every point against its L0, and TopK with and without AuxK."""
-    from saelab.figures.plots import _new_figure, _save_figure
+    from saelab.figures.plots import new_figure, save_figure
 
-    figure = _new_figure(size_pixels)
+    figure = new_figure(size_pixels)
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.35, 1]})
     plain = [p for p in points if not p.get("aux_k")]
     aux = [p for p in points if p.get("aux_k")]
@@ -270,14 +270,14 @@ def save_frontier_figure(points, path, size_pixels=(1500, 600)):
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def save_features_figure(panels, path, tile_shape=(28, 28)):
     """Filter grids side by side: panels is [(title, features (n, h*w))]."""
-    from saelab.figures.plots import _new_figure, _save_figure, filter_grid
+    from saelab.figures.plots import new_figure, save_figure, filter_grid
 
-    figure = _new_figure((520 * len(panels), 600))
+    figure = new_figure((520 * len(panels), 600))
     for i, (title, W) in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), i + 1)
         axes.imshow(filter_grid(W, tile_shape), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
@@ -285,7 +285,7 @@ def save_features_figure(panels, path, tile_shape=(28, 28)):
         axes.set_xticks([])
         axes.set_yticks([])
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def write_text(path, text):

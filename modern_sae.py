@@ -169,10 +169,10 @@ def normalize_decoder(W2):
     W2 -> normalize(W2) that TopK training applies after every step.
     W2: a finite 2-D array; float32 and float64 stay, other real dtypes become float64.
     """
-    return _normalize_decoder(check_decoder("W2", W2))
+    return normalize_decoder_unchecked(check_decoder("W2", W2))
 
 
-def _normalize_decoder(W2):
+def normalize_decoder_unchecked(W2):
     W2 = np.asarray(W2)
     norms = column_norms(W2)                                    # (n_hidden,)
     return W2 / np.where(norms > 0, norms, 1)
@@ -188,11 +188,11 @@ def project_decoder_grad(W2, grad_W2):
     direction and, to first order, not its norm.
     """
     W2, grad_W2 = check_decoder_grad(W2, grad_W2)
-    return _project_decoder_grad(W2, grad_W2)
+    return project_decoder_grad_unchecked(W2, grad_W2)
 
 
-def _project_decoder_grad(W2, grad_W2):
-    U = _normalize_decoder(W2)                                  # (n_visible, n_hidden)
+def project_decoder_grad_unchecked(W2, grad_W2):
+    U = normalize_decoder_unchecked(W2)                                  # (n_visible, n_hidden)
     along = np.sum(U * grad_W2, axis=0)                         # (n_hidden,): u_j . g_j
     return grad_W2 - U * along
 
@@ -243,7 +243,7 @@ def relu_l1_cost_and_grad(params, X, *, l1=1.0, lam=0.0):
     grad_W1 = delta2.T @ x_bar / m + lam * W1              # (n_hidden, n_visible)
     grad_b1 = delta2.sum(axis=0) / m                       # (n_hidden,)
     grad_W2 = (delta3.T @ a2 / m                           # (n_visible, n_hidden)
-               + l1 * _normalize_decoder(W2) * a2.mean(axis=0)   # d||w||/dw = w / ||w||
+               + l1 * normalize_decoder_unchecked(W2) * a2.mean(axis=0)   # d||w||/dw = w / ||w||
                + lam * W2)
     grad_b2 = (delta3 - delta2 @ W1).sum(axis=0) / m       # (n_visible,)
     return float(cost), {"W1": grad_W1, "b1": grad_b1, "W2": grad_W2, "b2": grad_b2}
@@ -257,15 +257,15 @@ def relu_l1_cost_terms(params, X, *, l1=1.0, lam=0.0) -> dict:
     ``weight_decay`` and ``cost`` (their sum, J).
     """
     params, X, l1, lam = check_relu_l1_call(params, X, l1, lam)
-    return _relu_l1_cost_terms(params, X, l1, lam)
+    return relu_l1_cost_terms_unchecked(params, X, l1, lam)
 
 
-def _relu_l1_cost_terms(params, X, l1, lam):
+def relu_l1_cost_terms_unchecked(params, X, l1, lam):
     """relu_l1_cost_terms without the checks (training's progress lines: a diverging run is reported)."""
     W1, W2 = params["W1"], params["W2"]
     m = X.shape[0]
-    a2 = _encode_relu(params, X)                           # (m, n_hidden)
-    x_hat = _decode_linear(params, a2)                     # (m, n_visible)
+    a2 = encode_relu_unchecked(params, X)                           # (m, n_hidden)
+    x_hat = decode_linear_unchecked(params, a2)                     # (m, n_visible)
     terms = {
         "reconstruction": np.sum((x_hat - X) ** 2) / (2 * m),
         "sparsity": l1 * np.sum(a2 * column_norms(W2)) / m,
@@ -376,16 +376,16 @@ def topk_cost_terms(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.
     """
     params, X, k, aux_k, alpha, dead, lam, *_, spread_floor = check_topk_call(
         params, X, k, aux_k, alpha, dead, lam)
-    return _topk_cost_terms(params, X, k, aux_k, alpha, dead, lam, spread_floor)
+    return topk_cost_terms_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor)
 
 
-def _topk_cost_terms(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0):
+def topk_cost_terms_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0):
     """topk_cost_terms without the checks (training's progress lines: a diverging run is reported)."""
     W1, W2 = params["W1"], params["W2"]
     m = X.shape[0]
     z2 = _preactivations(params, X)                        # (m, n_hidden)
     a2 = _topk_mask(z2, k) * np.maximum(z2, 0)             # (m, n_hidden)
-    x_hat = _decode_linear(params, a2)                     # (m, n_visible)
+    x_hat = decode_linear_unchecked(params, a2)                     # (m, n_visible)
     terms = {
         "reconstruction": np.sum((x_hat - X) ** 2) / (2 * m),
         "sparsity": 0.0,
@@ -412,7 +412,7 @@ def encode_relu(params, X):
     """ReLU + L1's features a2 = max(z2, 0), z2 = (X - b2) @ W1.T + b1: (m, n_hidden)."""
     params = check_params(params)
     X = check_modern_X(X, params)
-    return _encode_relu(params, X)
+    return encode_relu_unchecked(params, X)
 
 
 def encode_topk(params, X, k):
@@ -421,7 +421,7 @@ def encode_topk(params, X, k):
     return topk_mask(z2, k) * np.maximum(z2, 0)
 
 
-def _encode_topk(params, X, k):
+def encode_topk_unchecked(params, X, k):
     z2 = _preactivations(params, X)                        # (m, n_hidden)
     return _topk_mask(z2, k) * np.maximum(z2, 0)
 
@@ -430,12 +430,12 @@ def decode_linear(params, A2):
     """The reconstruction x_hat = A2 @ W2.T + b2 from features A2 (m, n_hidden): (m, n_visible)."""
     params = check_params(params)
     A2 = check_A2(A2, params)
-    return _decode_linear(params, A2)
+    return decode_linear_unchecked(params, A2)
 
 
-def _encode_relu(params, X):
+def encode_relu_unchecked(params, X):
     return np.maximum(_preactivations(params, X), 0)                         # a2
 
 
-def _decode_linear(params, a2):
+def decode_linear_unchecked(params, a2):
     return a2 @ params["W2"].T + params["b2"]                                  # x_hat

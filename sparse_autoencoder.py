@@ -245,12 +245,12 @@ def unpack(theta, n_visible, n_hidden) -> dict:
     n_visible = check_count("n_visible", n_visible)
     n_hidden = check_count("n_hidden", n_hidden)
     shapes = param_shapes(n_visible, n_hidden)
-    params = _split_theta(theta, {name: shapes[name] for name in PACK_ORDER},
+    params = split_theta(theta, {name: shapes[name] for name in PACK_ORDER},
                           f"n_visible={n_visible}, n_hidden={n_hidden}")
     return {name: params[name] for name in PARAM_NAMES}
 
 
-def _split_theta(theta, shapes, described):
+def split_theta(theta, shapes, described):
     """Views into the 1-D vector ``theta``, one per entry of ``shapes``, in order.
 
     shapes: dict name -> shape, in the packed order. ``described`` names the

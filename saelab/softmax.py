@@ -61,7 +61,7 @@ import numpy as np
 
 # The matrix checker and the counters of sparse_autoencoder.py: one set of
 # validation rules and messages for the whole project.
-from sparse_autoencoder import _split_theta
+from sparse_autoencoder import split_theta
 from saelab.checks.validation import DTYPES, check_count, check_dtype, check_matrix, plain_array
 
 SOFTMAX_PARAM_NAMES = ("W", "b")
@@ -109,7 +109,7 @@ def unpack_softmax(theta, n_features, n_classes, bias=True) -> dict:
     n_features = check_count("n_features", n_features)
     n_classes = _check_n_classes(n_classes)
     _check_bool("bias", bias)
-    return _split_theta(theta, softmax_param_shapes(n_features, n_classes, bias),
+    return split_theta(theta, softmax_param_shapes(n_features, n_classes, bias),
                        f"n_features={n_features}, n_classes={n_classes}, bias={bias}")
 
 

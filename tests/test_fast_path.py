@@ -138,7 +138,7 @@ def test_gradient_check_across_block_boundaries(monkeypatch, penalty, decoder):
 def test_unchecked_path_equals_cost_and_grad():
     params, X = make_problem(30, 9, 4, seed=3)
     cost, grads = fast.cost_and_grad(params, X, **HYPER)
-    cost2, grads2 = fast._cost_and_grad(params, X, "kl", 0.1, 3.0, 1e-3, "sigmoid")
+    cost2, grads2 = fast.cost_and_grad_unchecked(params, X, "kl", 0.1, 3.0, 1e-3, "sigmoid")
     assert cost2 == cost
     for name in sae.PARAM_NAMES:
         np.testing.assert_array_equal(grads2[name], grads[name])
@@ -157,7 +157,7 @@ def test_terms_returned_with_the_gradient_are_those_of_cost_terms(penalty, decod
     # L-BFGS prints these parts of J instead of running cost_terms' forward pass.
     params, X = make_problem(40, 9, 4, seed=6)
     cost, grads = fast.cost_and_grad(params, X, penalty=penalty, decoder=decoder, **HYPER)
-    terms, grads2 = fast._cost_terms_and_grad(params, X, penalty, 0.1, 3.0, 1e-3, decoder)
+    terms, grads2 = fast.cost_terms_and_grad_unchecked(params, X, penalty, 0.1, 3.0, 1e-3, decoder)
     expected = fast.cost_terms(params, X, penalty=penalty, decoder=decoder, **HYPER)
     assert terms["cost"] == cost
     assert terms.keys() == expected.keys()
@@ -312,5 +312,5 @@ def test_tuned_modern_models_check_their_arguments_and_report_firing():
     with pytest.raises(ValueError, match="l1"):
         fast.relu_l1_cost_and_grad(params, X, l1=-1.0)
     params["b1"][0] = -1e6                       # latent 0 can never fire
-    _, _, fired = fast._relu_l1(params, X, 0.1, 0.0)
+    _, _, fired = fast.relu_l1_unchecked(params, X, 0.1, 0.0)
     assert not fired[0] and fired[1:].any()

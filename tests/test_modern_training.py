@@ -88,13 +88,13 @@ def test_auxk_gets_the_dead_mask_and_revives_latents(data, monkeypatch):
     params = modern_sae.init_topk(12, 10, rng=5, X=data)
     params["b1"][:4] = -50.0                       # latents 0-3 never fire: dead after the window
     seen = []
-    real = fast._topk
+    real = fast.topk_unchecked
 
     def spy(params_, X, k, aux_k, alpha, dead, lam):
         seen.append(None if dead is None else dead.copy())
         return real(params_, X, k, aux_k, alpha, dead, lam)
 
-    monkeypatch.setattr(fast, "_topk", spy)
+    monkeypatch.setattr(fast, "topk_unchecked", spy)
     _, history = adam_modern(params, data, model="topk", k=2, aux_k=4, lr=1e-2, batch_size=30,
                              epochs=2, dead_window=60, rng=0, progress=False)
     assert seen[0] is not None and not seen[0].any()          # nothing dead before 60 examples
@@ -120,7 +120,7 @@ def test_progress_lines_show_l0_normalized_mse_and_dead_fraction(data):
 
 def test_nonfinite_stops_with_the_last_finite_params(data, monkeypatch):
     params = modern_sae.init_relu_l1(12, 10, rng=7, X=data)
-    real = fast._relu_l1
+    real = fast.relu_l1_unchecked
     seen = []
 
     def failing(params_, X, l1, lam):
@@ -128,7 +128,7 @@ def test_nonfinite_stops_with_the_last_finite_params(data, monkeypatch):
         terms, grads, fired = real(params_, X, l1, lam)
         return ({**terms, "cost": float("nan")} if len(seen) == 3 else terms), grads, fired
 
-    monkeypatch.setattr(fast, "_relu_l1", failing)
+    monkeypatch.setattr(fast, "relu_l1_unchecked", failing)
     trained, history = adam_modern(params, data, model="relu_l1", l1=0.1, lr=1e-2, batch_size=40,
                                    epochs=3, rng=0, progress=False)
     assert history["status"] == "nonfinite" and "step 3" in history["message"]

@@ -114,8 +114,8 @@ def test_callback_stops_cleanly_with_the_last_params(tiny, optimizer):
 def test_nonfinite_cost_stops_with_the_last_finite_params(tiny, monkeypatch, optimizer):
     X, params = tiny
     # Both check X once and call the unchecked functions: L-BFGS _cost_terms_and_grad
-    # (which returns the parts of J with the gradient), Adam _cost_and_grad.
-    name = "_cost_terms_and_grad" if optimizer == "lbfgs" else "_cost_and_grad"
+    # (which returns the parts of J with the gradient), Adam cost_and_grad_unchecked.
+    name = "cost_terms_and_grad_unchecked" if optimizer == "lbfgs" else "cost_and_grad_unchecked"
     real = getattr(fast, name)
     calls = []
 

@@ -139,7 +139,7 @@ def save_filter_grid(W1, path, tile_shape, scale=None):
 # ---------------------------------------------------------------------------
 
 
-def _new_figure(size_pixels):
+def new_figure(size_pixels):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -149,7 +149,7 @@ def _new_figure(size_pixels):
     return figure
 
 
-def _save_figure(figure, path):
+def save_figure(figure, path):
     with atomic_write(path) as handle:
         figure.savefig(handle, format="png", dpi=DPI)
     return path
@@ -165,7 +165,7 @@ def save_training_curve(history, path, size_pixels=(800, 500)):
     cost = np.asarray(history["cost"], dtype=np.float64)
     if cost.size == 0 or not np.all(np.isfinite(cost)):
         raise ValueError("history: expected a non-empty list of finite costs under 'cost'")
-    figure = _new_figure(size_pixels)
+    figure = new_figure(size_pixels)
     axes = figure.add_subplot()
     if history.get("optimizer") == "adam":
         step_cost = np.asarray(history.get("step_cost", []), dtype=np.float64)
@@ -187,7 +187,7 @@ def save_training_curve(history, path, size_pixels=(800, 500)):
     axes.set_title(f"Training curve: final J = {cost[-1]:.5g}")
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def save_rho_hat_histogram(rho_hat, path, rho=None, size_pixels=(800, 500)):
@@ -201,7 +201,7 @@ def save_rho_hat_histogram(rho_hat, path, rho=None, size_pixels=(800, 500)):
     rho_hat = np.asarray(rho_hat, dtype=np.float64)
     if rho_hat.ndim != 1 or rho_hat.size == 0 or not np.all(np.isfinite(rho_hat)):
         raise ValueError(f"rho_hat: expected a non-empty 1-D array of finite values, got shape {rho_hat.shape}")
-    figure = _new_figure(size_pixels)
+    figure = new_figure(size_pixels)
     axes = figure.add_subplot()
     # Values that differ by a few ulps (units all alike, e.g. after an enormous lam) leave no room
     # for distinct bin edges, and NumPy refuses; such a spread is drawn as one bar, centred.
@@ -223,7 +223,7 @@ def save_rho_hat_histogram(rho_hat, path, rho=None, size_pixels=(800, 500)):
     axes.set_title(f"Average activations of the {rho_hat.size} hidden units")
     axes.legend()
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def reconstruction_grid(X, X_hat, tile_shape, value_range=(0.0, 1.0)):
@@ -260,7 +260,7 @@ def save_reconstructions(X, X_hat, path, tile_shape, value_range=(0.0, 1.0), siz
     image = reconstruction_grid(X, X_hat, tile_shape, value_range)
     if size_pixels is None:
         size_pixels = (90 * X.shape[0] + 140, 260)
-    figure = _new_figure(size_pixels)
+    figure = new_figure(size_pixels)
     axes = figure.add_subplot()
     axes.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     h = tile_shape[0]
@@ -268,7 +268,7 @@ def save_reconstructions(X, X_hat, path, tile_shape, value_range=(0.0, 1.0), siz
     axes.set_xticks([])
     axes.set_title("Originals and their reconstructions a3")
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def save_self_taught_figure(accuracies, confusion, path, class_names=None, size_pixels=(1100, 480)):
@@ -303,7 +303,7 @@ def save_self_taught_figure(accuracies, confusion, path, class_names=None, size_
     if len(class_names) != k:
         raise ValueError(f"class_names: expected {k} names, got {len(class_names)}")
 
-    figure = _new_figure(size_pixels)
+    figure = new_figure(size_pixels)
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
 
     set_names = list(accuracies)
@@ -340,4 +340,4 @@ def save_self_taught_figure(accuracies, confusion, path, class_names=None, size_
     right.set_title(f"Confusion matrix, learned features\n({int(confusion.sum())} images, "
                     f"{int(np.trace(confusion))} correct)")
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)

@@ -193,7 +193,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
         with np.errstate(**QUIET):
             # X, the hyperparameters and params_ (finite, the model's shapes) are
             # checked already: the unchecked path skips a pass over X per evaluation.
-            terms, grads = fast._cost_terms_and_grad(params_, X, **cost_kwargs)
+            terms, grads = fast.cost_terms_and_grad_unchecked(params_, X, **cost_kwargs)
         cost = terms["cost"]
         if not all_finite(cost, grads):
             raise FloatingPointError(f"the cost or gradient became {cost} at evaluation {n_evaluations}")
@@ -207,7 +207,7 @@ def lbfgs(params, X, *, max_iter=400, penalty="kl", rho=0.01, beta=3.0, lam=1e-4
         if last["theta"] is not None and np.array_equal(theta, last["theta"]):
             return last["terms"]
         with np.errstate(**QUIET):                  # unchecked: a diverging run is reported
-            return fast._cost_terms(as_params(theta), X, **cost_kwargs)
+            return fast.cost_terms_unchecked(as_params(theta), X, **cost_kwargs)
 
     reporter = make_progress(progress, max_iter, "iter", progress_every)
     start = time.perf_counter()
@@ -329,7 +329,7 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
             with np.errstate(**QUIET):
                 # Unchecked: X and the hyperparameters were checked once, and parameters
                 # that grow too large must stop the run as "nonfinite", not raise.
-                cost, grads = fast._cost_and_grad(params, batch, **cost_kwargs)
+                cost, grads = fast.cost_and_grad_unchecked(params, batch, **cost_kwargs)
             if not all_finite(cost, grads):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the cost or gradient became {cost} at step {t + 1} "
@@ -348,14 +348,14 @@ def adam(params, X, *, lr=1e-3, batch_size=128, epochs=10, beta1=0.9, beta2=0.99
                 return last_finite, finish_epoch(history, None, start)
             elapsed = time.perf_counter() - start
             if reporter is not None and reporter.due(t):
-                reporter.report(t, lambda: fast._cost_terms(params, batch, **cost_kwargs),
+                reporter.report(t, lambda: fast.cost_terms_unchecked(params, batch, **cost_kwargs),
                                 note=f"  (epoch {epoch}, mini-batch)")
             if callback is not None and callback(
                     TrainingStep("adam", t, epoch, cost, params, elapsed)):
                 history["status"], history["message"] = "stopped", "stopped by the callback"
                 return params, finish_epoch(history, None, start)
         with np.errstate(**QUIET):
-            full_cost = fast._cost_terms(params, X, **cost_kwargs)["cost"]
+            full_cost = fast.cost_terms_unchecked(params, X, **cost_kwargs)["cost"]
         if not math.isfinite(full_cost):
             history["status"] = "nonfinite"
             history["message"] = f"the cost on all examples became {full_cost} after epoch {epoch}"

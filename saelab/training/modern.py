@@ -14,8 +14,8 @@ Training, step by step (one mini-batch of rows of X):
 
 1. dead = the latents that have not fired (a2 > 0) on any of the last
    ``dead_window`` training examples seen (``DeadLatentTracker``).
-2. The cost and gradient on the batch, by the tuned ``fast._relu_l1`` /
-   ``fast._topk`` (the same numbers as ``modern_sae.relu_l1_cost_and_grad``
+2. The cost and gradient on the batch, by the tuned ``fast.relu_l1_unchecked`` /
+   ``fast.topk_unchecked`` (the same numbers as ``modern_sae.relu_l1_cost_and_grad``
    / ``topk_cost_and_grad``, tests/test_fast_path.py), which also say which
    latents fired. TopK with ``aux_k``: the cost includes the AuxK loss on
    the dead latents (``dead=dead``).
@@ -107,8 +107,8 @@ class DeadLatentTracker:
 def _model_functions(model, *, l1, k, aux_k, alpha, lam):
     """(step(params, x, dead), cost_terms(params, x, dead, checked), encode(params, x, checked)).
 
-    step returns (cost, grads, fired): the tuned, unchecked ``fast._relu_l1`` /
-    ``fast._topk`` (X and the settings are checked once by ``adam_modern``).
+    step returns (cost, grads, fired): the tuned, unchecked ``fast.relu_l1_unchecked`` /
+    ``fast.topk_unchecked`` (X and the settings are checked once by ``adam_modern``).
     cost_terms and encode: with checked=True the public functions, which
     refuse values too large to compute with naming the culprit
     (``validation.check_modern_magnitudes``; at the start), with
@@ -118,31 +118,31 @@ def _model_functions(model, *, l1, k, aux_k, alpha, lam):
     validation.check_choice("model", model, MODELS)
     if model == "relu_l1":
         def cost_and_grad(params, x, dead):
-            terms, grads, fired = fast._relu_l1(params, x, l1, lam)
+            terms, grads, fired = fast.relu_l1_unchecked(params, x, l1, lam)
             return terms["cost"], grads, fired
 
         def cost_terms(params, x, dead, checked):
             if checked:
                 return modern_sae.relu_l1_cost_terms(params, x, l1=l1, lam=lam)
-            return modern_sae._relu_l1_cost_terms(params, x, l1, lam)
+            return modern_sae.relu_l1_cost_terms_unchecked(params, x, l1, lam)
 
         def encode(params, x, checked):
-            return (modern_sae.encode_relu if checked else modern_sae._encode_relu)(params, x)
+            return (modern_sae.encode_relu if checked else modern_sae.encode_relu_unchecked)(params, x)
 
         return cost_and_grad, cost_terms, encode
 
     def cost_and_grad(params, x, dead):
-        terms, grads, fired = fast._topk(params, x, k, aux_k, alpha, dead, lam)
+        terms, grads, fired = fast.topk_unchecked(params, x, k, aux_k, alpha, dead, lam)
         return terms["cost"], grads, fired
 
     def cost_terms(params, x, dead, checked):
         if checked:
             return modern_sae.topk_cost_terms(params, x, k=k, aux_k=aux_k, alpha=alpha,
                                               dead=dead, lam=lam)
-        return modern_sae._topk_cost_terms(params, x, k, aux_k, alpha, dead, lam)
+        return modern_sae.topk_cost_terms_unchecked(params, x, k, aux_k, alpha, dead, lam)
 
     def encode(params, x, checked):
-        return (modern_sae.encode_topk if checked else modern_sae._encode_topk)(params, x, k)
+        return (modern_sae.encode_topk if checked else modern_sae.encode_topk_unchecked)(params, x, k)
 
     return cost_and_grad, cost_terms, encode
 
@@ -240,7 +240,7 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
         (checked: by the public functions, which refuse values too large to compute with)."""
         parts = cost_terms(params_, x, tracker.dead if use_dead else None, checked)
         a2 = encode(params_, x, checked)
-        x_hat = (modern_sae.decode_linear if checked else modern_sae._decode_linear)(params_, a2)
+        x_hat = (modern_sae.decode_linear if checked else modern_sae.decode_linear_unchecked)(params_, a2)
         return {"cost": parts["cost"],
                 "parts": {name: value for name, value in parts.items()
                           if name != "cost" and (value != 0 or name == "reconstruction")},
@@ -282,11 +282,11 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
             t += 1
             with np.errstate(**QUIET):
                 if model == "topk":                  # unit-norm decoder columns: project, step, renormalize
-                    grads = {**grads, "W2": modern_sae._project_decoder_grad(params["W2"], grads["W2"])}
+                    grads = {**grads, "W2": modern_sae.project_decoder_grad_unchecked(params["W2"], grads["W2"])}
                 params = adam_update(params, grads, first_moment, second_moment,
                                             t, lr, beta1, beta2, eps)
                 if model == "topk":
-                    params["W2"] = modern_sae._normalize_decoder(params["W2"])
+                    params["W2"] = modern_sae.normalize_decoder_unchecked(params["W2"])
             if not all(np.isfinite(p).all() for p in params.values()):
                 history["status"] = "nonfinite"
                 history["message"] = (f"the parameters became infinite or NaN at step {t} "
