@@ -33,13 +33,16 @@ Optional AuxK (their appendix on dead latents): alpha L_aux, see
 ``topk_cost_and_grad``.
 
 The gradients are derived by hand in docs/modern_sae.md, checked against
-central differences by ``python gradcheck.py`` (at points away from the
-kinks, with the selection frozen and checked unchanged) and against the
-per-example loops of ``reference.py`` by the tests. Argument checks live in
+central differences by ``python gradcheck.py --section modern`` (at points
+away from the kinks, with the selection frozen and checked unchanged) and
+against the per-example loops at the end of this file (``loop_relu_l1_cost_and_grad``,
+``loop_topk_cost_and_grad``) by the tests. Argument checks live in
 ``saelab/checks/validation.py``.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -47,7 +50,7 @@ from saelab.checks.validation import (check_A2, check_decoder, check_decoder_gra
                         check_matrix, check_modern_X, check_params, check_relu_l1_call,
                         check_spread, check_topk_call, check_z2)
 
-__all__ = ["MODELS", "init_relu_l1", "init_topk", "relu_l1_cost_and_grad", "relu_l1_cost_terms",
+__all__ = ["loop_relu_l1_cost_and_grad", "loop_topk_cost_and_grad", "MODELS", "init_relu_l1", "init_topk", "relu_l1_cost_and_grad", "relu_l1_cost_terms",
            "topk_cost_and_grad", "topk_cost_terms", "preactivations", "encode_relu",
            "encode_topk", "decode_linear", "topk_mask", "auxk_mask", "project_decoder_grad",
            "normalize_decoder", "column_norms"]
@@ -439,3 +442,160 @@ def encode_relu_unchecked(params, X):
 
 def decode_linear_unchecked(params, a2):
     return a2 @ params["W2"].T + params["b2"]                                  # x_hat
+
+
+# ---------------------------------------------------------------------------
+# The literal reference: both models one example (a column) at a time
+# ---------------------------------------------------------------------------
+
+
+def _column_norm(W, j):
+    """||W[:, j]||, as a sum of squares written out."""
+    return math.sqrt(sum(float(W[r, j]) ** 2 for r in range(W.shape[0])))
+
+
+def _largest(values, count):
+    """Indices of the ``count`` largest of ``values`` (a list); ties go to the lower index."""
+    order = sorted(range(len(values)), key=lambda j: (-values[j], j))
+    return set(order[:count])
+
+
+def loop_relu_l1_cost_and_grad(params, X, *, l1=1.0, lam=0.0):
+    """ReLU + L1's J and gradient, one example (a column) at a time.
+
+    Same arguments and return value as ``modern_sae.relu_l1_cost_and_grad``.
+    For each example x (a column): x_bar = x - b2, z2 = W1 x_bar + b1,
+    a2 = max(z2, 0), x_hat = W2 a2 + b2;
+
+        J = (1/m) sum_i 1/2 ||x_hat - x||^2 + l1 (1/m) sum_i sum_j a2_j ||W2[:, j]||
+            + (lam/2) (sum W1^2 + sum W2^2)
+        delta3 = x_hat - x
+        delta2 = (W2^T delta3 + l1 ||W2[:, j]||_j) .* 1{z2 > 0}
+        dJ/dW1 = (1/m) sum_i delta2 x_bar^T + lam W1,     dJ/db1 = (1/m) sum_i delta2
+        dJ/dW2[:, j] = (1/m) sum_i (delta3 a2_j + l1 a2_j W2[:, j] / ||W2[:, j]||) + lam W2[:, j]
+        dJ/db2 = (1/m) sum_i (delta3 - W1^T delta2)       (b2 is in x_hat and in x_bar)
+    """
+    W1, b1, W2, b2 = (np.asarray(params[k], dtype=np.float64) for k in ("W1", "b1", "W2", "b2"))
+    b1 = b1.reshape(-1, 1)
+    b2 = b2.reshape(-1, 1)
+    n_hidden = W1.shape[0]
+    m = X.shape[0]
+    norms = np.array([[_column_norm(W2, j)] for j in range(n_hidden)])     # (n_hidden, 1)
+
+    dW1, db1 = np.zeros_like(W1), np.zeros_like(b1)
+    dW2, db2 = np.zeros_like(W2), np.zeros_like(b2)
+    squared_error, penalty = 0.0, 0.0
+    for i in range(m):
+        x = X[i].reshape(-1, 1).astype(np.float64)
+        x_bar = x - b2
+        z2 = W1 @ x_bar + b1
+        a2 = np.maximum(z2, 0.0)
+        x_hat = W2 @ a2 + b2
+        squared_error += 0.5 * float(np.sum((x_hat - x) ** 2))
+        for j in range(n_hidden):
+            penalty += float(a2[j, 0]) * float(norms[j, 0])
+
+        delta3 = x_hat - x
+        delta2 = (W2.T @ delta3 + l1 * norms) * (z2 > 0)
+        dW1 += delta2 @ x_bar.T
+        db1 += delta2
+        dW2 += delta3 @ a2.T
+        for j in range(n_hidden):
+            if norms[j, 0] > 0:
+                dW2[:, j] += l1 * a2[j, 0] * W2[:, j] / norms[j, 0]
+        db2 += delta3 - W1.T @ delta2
+
+    cost = squared_error / m + l1 * penalty / m + (lam / 2) * (np.sum(W1 ** 2) + np.sum(W2 ** 2))
+    grads = {
+        "W1": dW1 / m + lam * W1,
+        "b1": (db1 / m).ravel(),
+        "W2": dW2 / m + lam * W2,
+        "b2": (db2 / m).ravel(),
+    }
+    return float(cost), grads
+
+
+def loop_topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.0):
+    """TopK's J and gradient, AuxK included, one example (a column) at a time.
+
+    Same arguments and return value as ``modern_sae.topk_cost_and_grad``
+    (without the frozen masks). For each example x: x_bar = x - b2,
+    z2 = W1 x_bar + b1; S = the k largest z2_j (ties: lower j first);
+    a2_j = max(z2_j, 0) for j in S, else 0; x_hat = W2 a2 + b2.
+    AuxK, with D the dead latents: e = x - x_hat (a constant);
+    S_aux = the min(aux_k, |D|) largest z2_j over j in D; a_aux_j = max(z2_j, 0)
+    for j in S_aux, else 0; e_hat = W2 a_aux;
+
+        L_aux = sum_i ||e - e_hat||^2 / sum_i ||e - e_mean||^2,  e_mean = (1/m) sum_i e
+        J = (1/m) sum_i 1/2 ||x_hat - x||^2 + alpha L_aux + (lam/2) (sum W1^2 + sum W2^2)
+
+    A first pass gets every e (the normalization needs all of them, as rho_hat
+    does in the notes); the second does the rest, with
+    delta3 = x_hat - x, delta3_aux = (2 alpha m / sum_i ||e - e_mean||^2) (e_hat - e),
+    delta2_j = (W2^T delta3)_j 1{j in S, z2_j > 0} + (W2^T delta3_aux)_j 1{j in S_aux, z2_j > 0}.
+    """
+    W1, b1, W2, b2 = (np.asarray(params[k_], dtype=np.float64) for k_ in ("W1", "b1", "W2", "b2"))
+    b1 = b1.reshape(-1, 1)
+    b2 = b2.reshape(-1, 1)
+    n_hidden = W1.shape[0]
+    m = X.shape[0]
+    dead_latents = [] if dead is None else [j for j in range(n_hidden) if dead[j]]
+    use_aux = aux_k is not None and len(dead_latents) > 0
+
+    def forward(x):
+        x_bar = x - b2
+        z2 = W1 @ x_bar + b1
+        values = [float(z2[j, 0]) for j in range(n_hidden)]
+        S = _largest(values, k)
+        a2 = np.array([[max(values[j], 0.0) if j in S else 0.0] for j in range(n_hidden)])
+        x_hat = W2 @ a2 + b2
+        return x_bar, z2, values, S, a2, x_hat
+
+    # First pass: the residuals e and their mean, for AuxK's normalization.
+    residuals = []
+    for i in range(m):
+        x = X[i].reshape(-1, 1).astype(np.float64)
+        residuals.append(x - forward(x)[5])
+    e_mean = sum(residuals) / m
+    spread = sum(float(np.sum((e - e_mean) ** 2)) for e in residuals)
+
+    # Second pass: cost and backpropagation.
+    dW1, db1 = np.zeros_like(W1), np.zeros_like(b1)
+    dW2, db2 = np.zeros_like(W2), np.zeros_like(b2)
+    squared_error, aux_error = 0.0, 0.0
+    for i in range(m):
+        x = X[i].reshape(-1, 1).astype(np.float64)
+        x_bar, z2, values, S, a2, x_hat = forward(x)
+        squared_error += 0.5 * float(np.sum((x_hat - x) ** 2))
+        delta3 = x_hat - x
+        back = W2.T @ delta3
+        delta2 = np.array([[back[j, 0] if (j in S and values[j] > 0) else 0.0]
+                           for j in range(n_hidden)])
+        dW2 += delta3 @ a2.T
+        if use_aux:
+            e = residuals[i]
+            S_aux = _largest([values[j] for j in dead_latents], min(aux_k, len(dead_latents)))
+            S_aux = {dead_latents[position] for position in S_aux}
+            a_aux = np.array([[max(values[j], 0.0) if j in S_aux else 0.0]
+                              for j in range(n_hidden)])
+            e_hat = W2 @ a_aux
+            aux_error += float(np.sum((e - e_hat) ** 2))
+            delta3_aux = (2 * alpha * m / spread) * (e_hat - e)
+            back_aux = W2.T @ delta3_aux
+            delta2 = delta2 + np.array([[back_aux[j, 0] if (j in S_aux and values[j] > 0) else 0.0]
+                                        for j in range(n_hidden)])
+            dW2 += delta3_aux @ a_aux.T
+        dW1 += delta2 @ x_bar.T
+        db1 += delta2
+        db2 += delta3 - W1.T @ delta2
+
+    cost = squared_error / m + (lam / 2) * (np.sum(W1 ** 2) + np.sum(W2 ** 2))
+    if use_aux:
+        cost += alpha * aux_error / spread
+    grads = {
+        "W1": dW1 / m + lam * W1,
+        "b1": (db1 / m).ravel(),
+        "W2": dW2 / m + lam * W2,
+        "b2": (db2 / m).ravel(),
+    }
+    return float(cost), grads

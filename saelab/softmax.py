@@ -55,6 +55,7 @@ computation; ``X`` of another dtype is converted once, on entry. Training
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -443,3 +444,58 @@ def _check_bool(name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
     return bool(value)
+
+
+# ---------------------------------------------------------------------------
+# The literal reference: one example and one class at a time
+# ---------------------------------------------------------------------------
+
+
+def loop_softmax_cost_and_grad(params, X, y, *, lam=1e-4):
+    """UFLDL's softmax cost and gradient, one example and one class at a time.
+
+    Same arguments and return value as ``softmax.softmax_cost_and_grad``:
+    params has W (k, n) (row j is UFLDL's theta_j) and optionally b (k,);
+    X is (m, n) and row i is UFLDL's x^(i), taken as a column; y holds the
+    labels 0 .. k-1 (UFLDL counts from 1). Equations, literally:
+
+        p(y = j | x) = exp(theta_j^T x + b_j) / sum_l exp(theta_l^T x + b_l)
+        J = -(1/m) sum_i sum_j 1{y_i = j} log p(y_i = j | x_i) + (lam/2) sum_j sum_f theta_jf^2
+        grad_theta_j J = -(1/m) sum_i x_i (1{y_i = j} - p(y_i = j | x_i)) + lam theta_j
+        grad_b_j J     = -(1/m) sum_i (1{y_i = j} - p(y_i = j | x_i))
+
+    Before exponentiating, the largest score of the example is subtracted
+    from every score, as UFLDL's exercise advises (p is unchanged).
+    """
+    theta = np.asarray(params["W"], dtype=np.float64)
+    k, n = theta.shape
+    b = np.asarray(params["b"], dtype=np.float64) if "b" in params else np.zeros(k)
+    m = X.shape[0]
+
+    cost = 0.0
+    grad_theta = [np.zeros((n, 1)) for _ in range(k)]      # one column per class
+    grad_b = [0.0] * k
+    for i in range(m):
+        x = X[i].reshape(-1, 1).astype(np.float64)          # the column x^(i)
+        scores = [(theta[j].reshape(-1, 1).T @ x).item() + float(b[j]) for j in range(k)]
+        largest = max(scores)
+        exps = [math.exp(s - largest) for s in scores]
+        total = sum(exps)
+        for j in range(k):
+            p = exps[j] / total
+            indicator = 1.0 if int(y[i]) == j else 0.0
+            if indicator:
+                cost -= math.log(p)
+            grad_theta[j] += -x * (indicator - p)
+            grad_b[j] += -(indicator - p)
+
+    decay = 0.0
+    for j in range(k):
+        for f_ in range(n):
+            decay += theta[j, f_] ** 2
+    cost = cost / m + (lam / 2) * decay
+
+    grads = {"W": np.vstack([(grad_theta[j] / m).T for j in range(k)]) + lam * theta}
+    if "b" in params:
+        grads["b"] = np.array(grad_b) / m
+    return float(cost), grads

@@ -11,7 +11,7 @@ import gradcheck
 import modern_sae as ms
 import sparse_autoencoder as sae
 from gradcheck import numerical_gradient, relative_difference
-from reference import loop_relu_l1_cost_and_grad, loop_topk_cost_and_grad
+from modern_sae import loop_relu_l1_cost_and_grad, loop_topk_cost_and_grad
 
 
 def make_net(n_visible=6, n_hidden=5, m=7, seed=0, dtype=np.float64, unit=True):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gradcheck import numerical_gradient, relative_difference
-from reference import loop_softmax_cost_and_grad
+from saelab.softmax import loop_softmax_cost_and_grad
 from saelab.softmax import (
     accuracy,
     confusion_matrix,
