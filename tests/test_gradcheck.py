@@ -136,8 +136,11 @@ def test_real_model_passes_every_stage():
     results = gradcheck.run_stages(sae.cost_and_grad, params, X)
     assert [stage.name for stage, _ in results] == [s.name for s in gradcheck.STAGES]
     assert gradcheck.failing_stages(results) == []
+    stacked_blocks = {"W^(l)", "b^(l)", "theta", "b"}
     for stage, check in results:
-        blocks = {"W", "b"} if stage.name == "softmax regression" else set(sae.PARAM_NAMES)
+        blocks = ({"W", "b"} if stage.name == "softmax regression" else
+                  stacked_blocks - ({"b"} if stage.settings.get("bias") is False else set())
+                  if stage in gradcheck.STACKED_STAGES else set(sae.PARAM_NAMES))
         assert set(check.max_abs_error) == blocks
         assert max(check.max_abs_error.values()) < 1e-8
 
@@ -337,17 +340,52 @@ TUNED = "fast.cost_and_grad (tuned)"
 SOFTMAX = "softmax.softmax_cost_and_grad (the classifier of self_taught.py)"
 MODERN = gradcheck.MODERN_TITLE
 MODERN_NAMES = ["ReLU + L1", "TopK", "TopK + AuxK"]
+STACKED = gradcheck.STACKED_TITLE
+STACKED_NAMES = ["two encoders", "no softmax bias", "three encoders"]
 
 
-def test_main_checks_readable_and_tuned_then_softmax_then_the_modern_models(capsys):
+def test_main_by_default_checks_the_notes_model_alone_in_about_25_lines(capsys):
     assert gradcheck.main([]) == 0
     out = capsys.readouterr().out
     assert "2.1452e-12" in out
     sections = _sections(out)
-    assert list(sections) == [READABLE, TUNED, SOFTMAX, MODERN]
+    assert list(sections) == [READABLE]
+    assert list(sections[READABLE]) == AE_NAMES
+    assert all(row.endswith("  ok") for row in sections[READABLE].values())
+    assert len(out.splitlines()) <= 26
+    assert out.strip().splitlines()[-1] == ("all 6 stages below 1e-09; the other sections: "
+                                            "--section NAME or --all")
+
+
+@pytest.mark.parametrize("argv, labels", [
+    (["--section", "fast"], [TUNED]),
+    (["--section", "modern", "--section", "softmax"], [MODERN, SOFTMAX]),
+    (["--section", "stacked", "--section", "stacked"], [STACKED]),
+])
+def test_sections_by_name(capsys, argv, labels):
+    assert gradcheck.main(argv) == 0
+    out = capsys.readouterr().out
+    assert list(_sections(out)) == labels
+    assert ("the stages (one term at a time" in out) == (labels == [TUNED])
+
+
+def test_cost_with_a_section_is_refused(capsys):
+    with pytest.raises(SystemExit) as info:
+        gradcheck.main(["--cost", "exercise.py:cost_and_grad", "--all"])
+    assert info.value.code == 2
+    assert "--cost" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_all_checks_readable_tuned_softmax_modern_and_stacked(capsys):
+    assert gradcheck.main(["--all"]) == 0
+    out = capsys.readouterr().out
+    assert "2.1452e-12" in out
+    sections = _sections(out)
+    assert list(sections) == [READABLE, TUNED, SOFTMAX, MODERN, STACKED]
     assert list(sections[READABLE]) == list(sections[TUNED]) == AE_NAMES
     assert list(sections[SOFTMAX]) == ["softmax regression"]
     assert list(sections[MODERN]) == MODERN_NAMES
+    assert list(sections[STACKED]) == STACKED_NAMES
     for rows in sections.values():
         for row in rows.values():
             assert row.endswith("  ok")
@@ -356,15 +394,17 @@ def test_main_checks_readable_and_tuned_then_softmax_then_the_modern_models(caps
     # The same J from both, printed on each row.
     for name in AE_NAMES:
         assert sections[READABLE][name].split()[-7] == sections[TUNED][name].split()[-7]
-    assert f"all {2 * len(AE_NAMES) + 1 + len(MODERN_NAMES)} stages below 1e-09" in out
+    n_stages = 2 * len(AE_NAMES) + 1 + len(MODERN_NAMES) + len(STACKED_NAMES)
+    assert out.strip().splitlines()[-1] == f"all {n_stages} stages below 1e-09"
 
 
-def test_default_output_fits_in_100_columns():
-    result = subprocess.run([sys.executable, "gradcheck.py"], cwd=ROOT,
+@pytest.mark.parametrize("argv", [[], ["--all"]])
+def test_output_fits_in_100_columns(argv):
+    result = subprocess.run([sys.executable, "gradcheck.py", *argv], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = (result.stdout + result.stderr).splitlines()
-    assert len(lines) > 30
+    assert len(lines) > (60 if argv else 20)
     assert max(len(line) for line in lines) <= 100
 
 
@@ -427,14 +467,16 @@ def test_a_failure_near_the_threshold_gets_the_truncation_note(capsys):
 
 
 def test_show_prints_numerical_and_analytic_pairs(capsys):
-    assert gradcheck.main(["--show", "3"]) == 0
+    assert gradcheck.main(["--show", "3", "--all"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in lines) <= 100
     pair = re.compile(r" {4}(\w+)\[([\d, ]+)\] +(\S+) +(\S+)$")
     pairs = [pair.match(line) for line in lines if pair.match(line)]
     # 3 pairs of each of 4 blocks for 12 autoencoder stages and 3 modern ones,
-    # 3 of each of W, b for softmax.
-    assert len(pairs) == 3 * 4 * 12 + 3 * 2 + 3 * 4 * 3
+    # 3 of each of W, b for softmax; for the stacked stages, of each encoder's
+    # W and b and the softmax's theta (and b): 2 encoders + 2 blocks, 2 + 1, 3 + 2.
+    stacked_blocks = (2 * 2 + 2) + (2 * 2 + 1) + (3 * 2 + 2)
+    assert len(pairs) == 3 * 4 * 12 + 3 * 2 + 3 * 4 * 3 + 3 * stacked_blocks
     first_stage = [m.group(1, 2) for m in pairs[:12]]
     assert first_stage == [(block, index) for block, indices in [
         ("W1", ["0, 0", "0, 1", "0, 2"]), ("b1", ["0", "1", "2"]),
@@ -446,7 +488,7 @@ def test_show_prints_numerical_and_analytic_pairs(capsys):
     _, grads = sae.cost_and_grad(params, X, **gradcheck.AUTOENCODER_STAGES[0].settings)
     assert float(pairs[0].group(4)) == pytest.approx(grads["W1"][0, 0], rel=1e-11)
     headers = [line for line in lines if line.split() == ["numerical", "analytic"]]
-    assert len(headers) == 16
+    assert len(headers) == 19
 
 
 def test_command_line_run_exits_0():
@@ -563,3 +605,120 @@ def test_bad_cost_on_the_command_line_exits_2_with_one_line():
     assert result.stderr.splitlines()[-1] == (
         "gradcheck.py: error: argument --cost: fast.py has no function 'nope'")
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# J itself: a gradient that matches its cost is not enough, the cost must be the notes' J
+# ---------------------------------------------------------------------------
+
+
+def _without_one_over_m(params, X, *, penalty="kl", rho=0.01, beta=3.0, lam=1e-4, decoder="sigmoid"):
+    """A student's slip, made consistently: 1/m left out of the reconstruction term and
+    of all four gradients, then sparsity_delta divided by m to make the KL stage pass.
+    Every gradient matches this cost; the cost is not the notes' J."""
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    m = X.shape[0]
+    a2 = sae.sigmoid(X @ W1.T + b1)
+    z3 = a2 @ W2.T + b2
+    a3 = sae.sigmoid(z3) if decoder == "sigmoid" else z3
+    rho_hat = a2.mean(axis=0)
+    cost = np.sum((a3 - X) ** 2) / 2 + (lam / 2) * (np.sum(W1 ** 2) + np.sum(W2 ** 2))
+    if penalty == "kl":
+        cost += beta * np.sum(sae.kl_divergence(rho, rho_hat))
+        sparsity_delta = beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat)) / m
+    elif penalty == "l1":
+        cost += beta * np.sum(np.abs(a2)) / m
+        sparsity_delta = beta * np.ones_like(rho_hat) / m
+    else:
+        sparsity_delta = np.zeros_like(rho_hat)
+    delta3 = (a3 - X) * a3 * (1 - a3) if decoder == "sigmoid" else a3 - X
+    delta2 = (delta3 @ W2 + sparsity_delta) * a2 * (1 - a2)
+    grads = {"W1": delta2.T @ X + lam * W1, "b1": delta2.sum(axis=0),
+             "W2": delta3.T @ a2 + lam * W2, "b2": delta3.sum(axis=0)}
+    return float(cost), grads
+
+
+def _with_the_recon_part_and_its_gradient(params, X, factor=1.0, **settings):
+    """The notes' J and gradient plus (factor - 1) times the reconstruction part's."""
+    cost, grads = sae.cost_and_grad(params, X, **settings)
+    reconstruction_only = dict(settings, penalty="none", lam=0.0)
+    part, part_grads = sae.cost_and_grad(params, X, **reconstruction_only)
+    return (cost + (factor - 1) * part,
+            {name: grads[name] + (factor - 1) * part_grads[name] for name in grads})
+
+
+def _without_the_half(params, X, **settings):
+    """(1/m) sum ||a3 - x||^2 with the 1/2 left out, consistently in the gradient."""
+    return _with_the_recon_part_and_its_gradient(params, X, 2.0, **settings)
+
+
+def _without_weight_decay(params, X, **settings):
+    """The weight-decay term and its gradients left out."""
+    return sae.cost_and_grad(params, X, **dict(settings, lam=0.0))
+
+
+def test_the_consistent_missing_one_over_m_passes_every_gradient_but_fails_on_j(capsys):
+    params, X = gradcheck.make_problem()
+    for stage, check in gradcheck.run_stages(_without_one_over_m, params, X,
+                                             gradcheck.AUTOENCODER_STAGES):
+        assert check.relative_difference < gradcheck.TOLERANCE, stage.name  # the gradient is its cost's
+        assert check.cost_error, stage.name                                  # the cost is not J
+    assert gradcheck.main([], cost_fn=_without_one_over_m) == 1
+    captured = capsys.readouterr()
+    out = " ".join(captured.out.split())
+    assert "J: 5.4816219 where the notes' J is 0.54816219 (ratio 10 = m)" in out
+    assert "1/m missing?" in out
+    err = " ".join(captured.err.split())
+    assert "all 6 stages" in err and "J is not the notes' J in" in err
+
+
+@pytest.mark.parametrize("cost_fn, expected", [
+    (_without_the_half, "all of J is 2 times the notes' J (the 1/2 missing?)"),
+    (_without_weight_decay, "the weight decay (lam/2) (||W1||^2 + ||W2||^2) term is left out"),
+])
+def test_the_classic_slips_are_named(capsys, cost_fn, expected):
+    assert gradcheck.main([], cost_fn=cost_fn) == 1
+    rows = _sections(capsys.readouterr().out)
+    params, X = gradcheck.make_problem()
+    for stage, check in gradcheck.run_stages(cost_fn, params, X, gradcheck.AUTOENCODER_STAGES):
+        assert check.relative_difference < gradcheck.TOLERANCE
+        wrong = cost_fn(params, X, **stage.settings)[0] != pytest.approx(
+            sae.cost_and_grad(params, X, **stage.settings)[0], rel=1e-9)
+        assert bool(check.cost_error) == wrong, stage.name
+        if cost_fn is _without_the_half and stage.settings["penalty"] == "none" \
+                and stage.settings["lam"] == 0:
+            assert expected in " ".join(check.cost_error.split())
+        if cost_fn is _without_weight_decay and stage.settings["lam"] > 0:
+            assert expected in " ".join(check.cost_error.split())
+    assert rows
+
+
+@pytest.mark.parametrize("factor, words", [
+    (10, "all of J is m = 10 times"), (0.1, "all of J is 1/m = 1/10 times"),
+    (2, "all of J is 2 times"), (0.5, "all of J is 1/2 times")])
+def test_compare_with_notes_names_the_ratio(factor, words):
+    terms = {"reconstruction": 0.3, "weight_decay": 0.2, "sparsity": 0.5, "cost": 1.0}
+    line = gradcheck.compare_with_notes(factor * 1.0, terms, m=10)
+    assert words in line and f"where the notes' J is 1 (ratio {factor:g}" in line
+
+
+def test_compare_with_notes_names_a_term_scaled_or_left_out():
+    terms = {"reconstruction": 0.35, "weight_decay": 0.25, "sparsity": 0.4, "cost": 1.0}
+    assert "the sparsity penalty term is left out" in gradcheck.compare_with_notes(0.6, terms, m=10)
+    assert "reconstruction (1/2m) sum ||a3 - x||^2 term is m = 10 times" in \
+        gradcheck.compare_with_notes(1.0 + 9 * 0.35, terms, m=10)
+    assert "weight decay (lam/2) (||W1||^2 + ||W2||^2) term is 2 times" in \
+        gradcheck.compare_with_notes(1.25, terms, m=10)
+    assert gradcheck.compare_with_notes(1.0 * (1 + 1e-12), terms, m=10) == ""
+    terms = {"reconstruction": 0.3, "weight_decay": 0.2, "sparsity": 0.5, "cost": 1.0}
+    unexplained = gradcheck.compare_with_notes(1.234, terms, m=10)
+    assert unexplained == "1.234 where the notes' J is 1 (ratio 1.234)"
+
+
+def test_a_correct_function_of_ones_own_passes_with_j_checked(capsys):
+    def mine(params, X, **settings):
+        return sae.cost_and_grad(params, X, **settings)
+
+    assert gradcheck.main([], cost_fn=mine) == 0
+    out = capsys.readouterr().out
+    assert "which must also be the notes' J" in out and "J: " not in out.replace("J: the cost", "")

@@ -12,6 +12,8 @@ file is written atomically (temporary file, then rename).
     save_reconstructions(X, X_hat, path, tile_shape)  originals above reconstructions
     save_self_taught_figure(accuracies, confusion, path)  accuracy of features vs pixels,
                                                  and a confusion matrix
+    save_confusion_matrix(confusion, path)       a confusion matrix on its own
+    save_accuracy_bars(accuracies, path, reference)  accuracy per stage, reported values marked
 """
 
 from __future__ import annotations
@@ -339,5 +341,92 @@ def save_self_taught_figure(accuracies, confusion, path, class_names=None, size_
     right.set_ylabel("true")
     right.set_title(f"Confusion matrix, learned features\n({int(confusion.sum())} images, "
                     f"{int(np.trace(confusion))} correct)")
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def save_confusion_matrix(confusion, path, class_names=None, title=None, size_pixels=(620, 560)):
+    """A confusion matrix on its own: each cell its count, shaded by the fraction of its row.
+
+    confusion: (k, k) non-negative integer counts, rows true classes, columns
+        predicted ones (as ``softmax.confusion_matrix``).
+    class_names: k labels for the axes (default 0 .. k-1).
+    title: the first line of the title (default "Confusion matrix"); the
+        number of examples and of correct ones is added below it.
+    Writes a PNG of exactly ``size_pixels``. Returns the path.
+    """
+    confusion = np.asarray(confusion)
+    if (confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.size == 0
+            or confusion.dtype.kind not in "iu" or confusion.min() < 0):
+        raise ValueError(f"confusion: expected a square array of non-negative integer counts, got "
+                         f"{confusion.dtype} {confusion.shape}")
+    k = confusion.shape[0]
+    class_names = [str(c) for c in (range(k) if class_names is None else class_names)]
+    if len(class_names) != k:
+        raise ValueError(f"class_names: expected {k} names, got {len(class_names)}")
+    figure = new_figure(size_pixels)
+    axes = figure.add_subplot()
+    row_totals = confusion.sum(axis=1, keepdims=True)
+    fractions = confusion / np.where(row_totals > 0, row_totals, 1)
+    axes.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            axes.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=9,
+                      color="white" if fractions[i, j] > 0.5 else "black")
+    axes.set_xticks(range(k), class_names)
+    axes.set_yticks(range(k), class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    total, correct = int(confusion.sum()), int(np.trace(confusion))
+    axes.set_title(f"{title or 'Confusion matrix'}\n({total} examples, {correct} correct, "
+                   f"{total - correct} errors)")
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def save_accuracy_bars(accuracies, path, reference=None, title=None, size_pixels=(720, 520)):
+    """One labelled bar per stage (e.g. before and after fine-tuning), reference values marked.
+
+    accuracies: {stage: accuracy in [0, 1]}, drawn left to right in order.
+    reference: {stage: accuracy} reported elsewhere (e.g. UFLDL's), each
+        drawn as a red dash across its stage's bar with its value; stages
+        without a bar are skipped. title: the axes' title.
+    Writes a PNG of exactly ``size_pixels``. Returns the path.
+    """
+    reference = {} if reference is None else reference
+    for name, values in (("accuracies", accuracies), ("reference", reference)):
+        if not isinstance(values, dict) or (name == "accuracies" and not values):
+            raise ValueError(f"{name}: expected a{' non-empty' if name == 'accuracies' else ''} "
+                             f"dict {{stage: accuracy in [0, 1]}}, got {values!r:.60}")
+        for stage, value in values.items():
+            if not (isinstance(value, (int, float, np.floating)) and 0 <= value <= 1):
+                raise ValueError(f"{name}[{stage!r}]: expected an accuracy in [0, 1], got {value!r}")
+    figure = new_figure(size_pixels)
+    axes = figure.add_subplot()
+    stages = list(accuracies)
+    x = np.arange(len(stages))
+    values = np.array([100 * accuracies[stage] for stage in stages])
+    axes.bar(x, values, width=0.55, color="tab:blue", alpha=0.8, zorder=2)
+    for xi, value in zip(x, values):
+        axes.annotate(f"{value:.2f}%", (xi, value), textcoords="offset points", xytext=(0, 4),
+                      ha="center", va="bottom", fontsize=11, fontweight="bold")
+    marked = False
+    for xi, stage in zip(x, stages):
+        if stage in reference:
+            value = 100 * reference[stage]
+            axes.hlines(value, xi - 0.36, xi + 0.36, colors="tab:red", linewidth=2.5, zorder=3,
+                        label=None if marked else "UFLDL, reported")
+            axes.annotate(f"{value:.1f}%", (xi + 0.36, value), textcoords="offset points",
+                          xytext=(4, -4), ha="left", va="center", fontsize=9, color="tab:red")
+            marked = True
+    axes.set_xticks(x, stages)
+    axes.set_xlim(-0.6, len(stages) - 0.4)
+    axes.set_ylim(0, 108)
+    axes.set_ylabel("test accuracy (%)")
+    axes.grid(True, axis="y", alpha=0.3, zorder=0)
+    if title:
+        axes.set_title(title)
+    if marked:
+        axes.legend(loc="lower right")
     figure.tight_layout()
     return save_figure(figure, path)
