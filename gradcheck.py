@@ -293,9 +293,8 @@ class Stage:
 # ---------------------------------------------------------------------------
 
 COST_RTOL = 1e-9          # J agrees with the notes' J to 9 significant digits
-TERM_LABELS = {"reconstruction": "reconstruction (1/2m) sum ||a3 - x||^2",
-               "weight_decay": "weight decay (lam/2) (||W1||^2 + ||W2||^2)",
-               "sparsity": "sparsity penalty"}
+TERM_LABELS = {"reconstruction": "reconstruction", "weight_decay": "weight-decay",
+               "sparsity": "sparsity"}
 
 
 def compare_with_notes(cost, notes_terms, m) -> str:
@@ -324,8 +323,7 @@ def classic_slip(cost, notes_terms, m):
     The ratio is named when all of J is off by the factor ("m = 10");
     otherwise the words name the term that is.
     """
-    factors = [(m, f"m = {m}", "a sum over the examples where the notes take the mean: "
-                               "1/m missing?"),
+    factors = [(m, f"m = {m}", "1/m missing: a sum where the notes take the mean?"),
                (1 / m, f"1/m = 1/{m}", "divided by m once too often?"),
                (2, "2", "the 1/2 missing?"),
                (0.5, "1/2", "an extra 1/2?")]

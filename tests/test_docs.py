@@ -285,18 +285,56 @@ def _normalized(text):
     return [re.sub(r"\s+", " ", line).strip() for line in text.strip().splitlines()]
 
 
-def test_pasted_gradient_check_is_what_the_command_prints(capsys):
+def _pasted(doc, command):
+    """The ```text block that follows "A real run of `command`" in doc."""
+    found = re.search(r"A real run of `" + re.escape(command) + r"`[^\n]*\n\n```text\n(.*?)\n```", doc, re.S)
+    assert found, f"docs/gradcheck.md: no pasted run of `{command}` found"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("argv", [[], ["--all"]], ids=["python gradcheck.py", "--all"])
+def test_pasted_gradient_check_is_what_the_command_prints(capsys, argv):
     import gradcheck
 
     doc = (ROOT / "docs" / "gradcheck.md").read_text(encoding="utf-8")
-    pasted = re.search(r"A real run of `python gradcheck.py`[^\n]*\n\n```text\n(.*?)\n```", doc, re.S)
-    assert pasted, "docs/gradcheck.md: no pasted run of `python gradcheck.py` found"
-    status = gradcheck.main([])
+    pasted = _pasted(doc, " ".join(["python gradcheck.py", *argv]))
+    status = gradcheck.main(argv)
     printed = capsys.readouterr().out
     assert status == 0
-    assert _normalized(pasted.group(1)) == _normalized(printed), (
-        "docs/gradcheck.md's pasted run differs from what `python gradcheck.py` prints now: "
+    assert _normalized(pasted) == _normalized(printed), (
+        "docs/gradcheck.md's pasted run differs from what the command prints now: "
         "paste a fresh run")
-    last_line = printed.strip().splitlines()[-1]
-    assert f"`{last_line}`" in README.read_text(encoding="utf-8"), (
-        f"README.md's quick start should quote the last line of the check, `{last_line}`")
+    if not argv:
+        last_line = printed.strip().splitlines()[-1]
+        readme = README.read_text(encoding="utf-8")
+        assert f"`{last_line}`" in readme, (
+            f"README.md's quick start should quote the last line of the check, `{last_line}`")
+        quick_start = readme.split("## Quick start", 1)[1]
+        table = next(code for language, _, code in fenced_blocks(README)
+                     if language == "text" and code.strip() in quick_start)
+        section = printed.split("\n\n")
+        shown = next(part for part in section if part.startswith(table.splitlines()[0]))
+        assert _normalized(table) == _normalized(shown), (
+            "README.md's quick start shows a table that differs from the command's")
+
+
+def test_pasted_cost_check_is_what_the_command_prints(capsys, monkeypatch, tmp_path):
+    """docs/gradcheck.md's --cost example: tests/test_gradcheck.py's consistent missing-1/m
+    function, saved as my_autoencoder.py, run as the doc says."""
+    import gradcheck
+
+    source = (ROOT / "tests" / "test_gradcheck.py").read_text(encoding="utf-8")
+    function = source[source.index("def _without_one_over_m"):
+                      source.index("def _with_the_recon_part_and_its_gradient")]
+    (tmp_path / "my_autoencoder.py").write_text(
+        "import numpy as np\nimport sparse_autoencoder as sae\n\n\n"
+        + function.replace("_without_one_over_m", "cost_and_grad"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert gradcheck.main(["--cost", "my_autoencoder.py:cost_and_grad"]) == 1
+    captured = capsys.readouterr()
+    doc = (ROOT / "docs" / "gradcheck.md").read_text(encoding="utf-8")
+    section = doc.split("**It checks J too.**", 1)[1]
+    stdout_block, stderr_block = re.findall(r"```text\n(.*?)\n```", section, re.S)[:2]
+    printed = captured.out[captured.out.index("my_autoencoder.py:cost_and_grad"):]
+    assert _normalized(stdout_block) == _normalized(printed)
+    assert _normalized(stderr_block) == _normalized(captured.err)
