@@ -11,23 +11,33 @@ the notes' equation (for one example, a column) and the shape of the result
 (for all m examples, rows). Use the names already there (W1, b1, W2, b2, X,
 m, rho, beta, lam, z2, a2, ...) and ``sigmoid``, ``kl_divergence`` and
 ``clip_rho_hat`` from sparse_autoencoder.py. The arguments are checked for
-you at the top (``validation.check_call``), so you only write the math.
+you at the top (``saelab.checks.validation.check_call``), so you only write
+the math.
 
 Layout. The rows of X are the examples: X is (m, n_visible), and each of the
 notes' columns (z2, a2, z3, a3, delta3, delta2 of one example) is a row of
 an (m, ...) matrix here. Sums over the examples i become sums over rows.
 The weights keep the notes' shapes: W1 (n_hidden, n_visible), b1
-(n_hidden,), W2 (n_visible, n_hidden), b2 (n_visible,). The docstring of
-sparse_autoencoder.py shows how the notes' products turn into matrix
-products on rows. (``sparse_autoencoder.cost_and_grad`` is a solution,
-one equation per line: read it afterwards.)
+(n_hidden,), W2 (n_visible, n_hidden), b2 (n_visible,). Two facts are all
+the layout needs: a matrix product is a sum over its inner index,
+(A @ B)[r, c] = sum_s A[r, s] B[s, c]; and for two arrays whose rows are the
+same m examples, A (m, p) and B (m, q), the (p, q) array A.T @ B holds the
+sum over the examples of the products of their entries. Work out each blank
+with the shapes at the end of its comment; docs/derivation.md, "The names
+and the one rule", states the two facts. Everything past that
+section of derivation.md, ``sparse_autoencoder.cost_and_grad``, its module
+docstring and the README's equation table are the solution: read them
+afterwards.
 
 What the check tells you. It runs six stages, and each prints one line:
 ``ok``, ``FAIL`` with the relative difference (your gradient disagrees with
 the numerical one; the columns W1 .. b2 show in which block), or
 ``FAILED: NotImplementedError: <name> ... (exercise.py:<line>)``, the first
-blank that stage reached. A stage passes once every blank it runs is
-written, and written right. Not every stage runs every blank:
+blank that stage reached. Under a row, a ``J:`` line says that your J is
+not the notes' J at that stage, by what ratio, and which classic slip
+explains it (a gradient can match a wrong cost exactly, so the check
+compares J too). A stage passes once every blank it runs is written, and
+written right. Not every stage runs every blank:
 
 - ``a3`` and ``delta3`` have a sigmoid and a linear branch (``decoder``);
   a stage runs one of them.

@@ -250,3 +250,19 @@ def test_show_on_the_filled_skeleton(tmp_path):
     pairs = [line for line in result.stdout.splitlines() if re.match(r" {4}[Wb][12]\[", line)]
     assert len(pairs) == 6 * 4 * 3
     assert max(len(line) for line in result.stdout.splitlines()) <= 100
+
+
+def test_the_hints_do_not_quote_or_point_to_the_solution():
+    """Issue 17: the layout hints once sent the student to sparse_autoencoder.py's
+    docstring, which holds the hardest blanks word for word."""
+    text = SKELETON.read_text()
+    for message, line in SOLUTION:
+        right_hand_side = line.split(" = ", 1)[1]
+        if right_hand_side in ("z3", "sigmoid(z3)", "sigmoid(z2)",
+                               "reconstruction + weight_decay + sparsity"):
+            continue                          # the notes' own equations, given in the comments
+        assert right_hand_side not in text, (message, right_hand_side)
+    for product in ("X @ W1.T", "a2 @ W2.T", "delta3 @ W2", "delta2.T @ X", "delta3.T @ a2"):
+        assert product not in text, product
+    assert "docstring of sparse_autoencoder.py shows" not in text
+    assert "read them\nafterwards" in text or "read them afterwards" in " ".join(text.split())
