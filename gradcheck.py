@@ -73,6 +73,7 @@ from saelab.checks.argtypes import nonnegative_int, positive_float, positive_int
 import fast
 import modern_sae
 import sparse_autoencoder as sae
+import stacked_autoencoder as stacked
 
 TOLERANCE = 1e-9          # UFLDL: a correct autoencoder gradient gives diff < 1e-9
 EPS = 1e-4                # the notes' step
@@ -632,8 +633,6 @@ class StackedStage:
     step_factor: float = STACKED_STEP_FACTOR
 
     def check(self, cost_fn, params, X, eps=EPS) -> GradientCheck:
-        import stacked_autoencoder as stacked
-
         eps = eps * self.step_factor
 
         settings = {"sizes": (8, 6, 4), "n_classes": 5, "m": 12, "lam": 1e-3, "bias": True,
