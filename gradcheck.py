@@ -86,10 +86,15 @@ def numerical_gradient(f, theta, eps=1e-4):
 
     g_i = (f(theta + eps e_i) - f(theta - eps e_i)) / (2 eps), for each i.
 
-    f: maps a 1-D float array to a scalar. theta: 1-D float array; it is
-    perturbed in place one coordinate at a time and each coordinate is
-    restored to its exact original value afterwards (also when f raises).
-    Returns an array with theta's shape and dtype.
+    f: maps a 1-D float array to a finite scalar. theta: 1-D float array,
+    never modified: f is given a working copy, perturbed one coordinate at a
+    time and restored exactly after each. Returns an array with theta's
+    shape and dtype.
+
+    Raises ValueError naming the coordinate when f returns something that
+    is not a finite number (a NaN would otherwise turn into a NaN gradient,
+    silently), or when f changes the array it is given (then the points
+    after it would not be theta +- eps e_i).
     """
     if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.dtype.kind != "f":
         raise ValueError(
@@ -98,18 +103,43 @@ def numerical_gradient(f, theta, eps=1e-4):
         )
     if not (np.isfinite(eps) and eps > 0):
         raise ValueError(f"eps: expected a positive finite step, got {eps!r}")
+    if not callable(f):
+        raise TypeError(f"f: expected a function of theta, got {type(f).__name__}")
+    work = theta.copy()                          # f sees this copy; theta stays as it was
     grad = np.empty_like(theta)
     for i in range(theta.size):
         original = theta[i]
-        try:
-            theta[i] = original + eps
-            f_plus = float(f(theta))
-            theta[i] = original - eps
-            f_minus = float(f(theta))
-        finally:
-            theta[i] = original                  # restore exactly
+        work[i] = original + eps
+        f_plus = _finite_value(f(work), i, "+")
+        _check_unchanged(work, theta, i, original + eps)
+        work[i] = original - eps
+        f_minus = _finite_value(f(work), i, "-")
+        _check_unchanged(work, theta, i, original - eps)
+        work[i] = original
         grad[i] = (f_plus - f_minus) / (2 * eps)
     return grad
+
+
+def _finite_value(value, i, sign):
+    """f's value as a float, or a ValueError naming the point it was computed at."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"f: returned {type(value).__name__} at theta {sign} eps e_{i}, "
+                         f"expected a number") from None
+    if not np.isfinite(number):
+        raise ValueError(f"f: returned {number} at theta {sign} eps e_{i}, expected a finite "
+                         f"number")
+    return number
+
+
+def _check_unchanged(work, theta, i, moved):
+    """A ValueError if f changed the copy it was given (anything but coordinate i at ``moved``)."""
+    expected_i = work.dtype.type(moved)
+    if work[i] != expected_i or not (np.array_equal(work[:i], theta[:i])
+                                     and np.array_equal(work[i + 1:], theta[i + 1:])):
+        raise ValueError(f"f: changed the array it was given, in place (at the point theta +- "
+                         f"eps e_{i}); it must not modify its argument")
 
 
 def relative_difference(a, b):
@@ -177,7 +207,14 @@ def check_gradient(objective, theta, unpack, eps=EPS) -> GradientCheck:
     analytic = {name: np.array(block, dtype=np.float64) for name, block in analytic.items()}
 
     def cost_only(t):
-        value = objective(unpack(t))[0]
+        returned = objective(unpack(t))
+        if not isinstance(returned, tuple) or len(returned) != 2:
+            what = ("None (a missing return?)" if returned is None else
+                    f"a tuple of {len(returned)}" if isinstance(returned, tuple) else
+                    type(returned).__name__)
+            raise BadReturnValue(f"returned {what} at a perturbed theta, expected a tuple "
+                                 f"(cost, grads)")
+        value = returned[0]
         if not _is_finite_number(value):
             raise BadReturnValue(f"returned cost {value!r} at a perturbed theta, "
                                  f"expected a finite number")
@@ -274,17 +311,43 @@ class Stage:
     settings: dict = field(default_factory=dict)
 
     def check(self, cost_fn, params, X, eps=EPS) -> GradientCheck:
-        """The gradient against central differences, and J against the notes' J."""
+        """The gradient against central differences, and J against the notes' J.
+
+        cost_fn gets copies of the parameters and of X at every call, so a
+        function that changes its inputs in place neither corrupts the check
+        nor the stages after it; what it changed is named in ``notes``.
+        """
         n_hidden, n_visible = params["W1"].shape
-        result = check_gradient(
-            lambda p: cost_fn(p, X, **self.settings),
-            sae.pack(params),
-            lambda theta: sae.unpack(theta, n_visible, n_hidden),
-            eps,
-        )
+        modified = {}                                   # argument name -> True, in order
+
+        def objective(p):
+            return call_with_copies(cost_fn, p, X, self.settings, modified)
+
+        result = check_gradient(objective, sae.pack(params),
+                                lambda theta: sae.unpack(theta, n_visible, n_hidden), eps)
         notes_terms = sae.cost_terms(params, X, **self.settings)
-        return dataclasses.replace(result, cost_error=compare_with_notes(
+        notes = ((_fit(f"  note: {_qualified_name(cost_fn)} changed {', '.join(modified)} in "
+                       f"place; the checker gave it copies, so the rows above are right, but "
+                       f"a cost function must not modify its arguments"),)
+                 if modified else ())
+        return dataclasses.replace(result, notes=notes, cost_error=compare_with_notes(
             result.cost, notes_terms, X.shape[0]))
+
+
+def call_with_copies(cost_fn, params, X, settings, modified):
+    """cost_fn(copy of params, copy of X, **settings); the names of the arguments it
+    changed are added to the dict ``modified`` ("params['W1']", "X")."""
+    given = {name: np.array(value, copy=True) for name, value in params.items()}
+    X_given = np.array(X, copy=True)
+    returned = cost_fn(given, X_given, **settings)
+    for name, value in params.items():
+        if not np.array_equal(given.get(name), value):
+            modified[f"params['{name}']"] = True
+    if set(given) != set(params):
+        modified["params (keys)"] = True
+    if not np.array_equal(X_given, X):
+        modified["X"] = True
+    return returned
 
 
 # ---------------------------------------------------------------------------

@@ -722,3 +722,76 @@ def test_a_correct_function_of_ones_own_passes_with_j_checked(capsys):
     assert gradcheck.main([], cost_fn=mine) == 0
     out = capsys.readouterr().out
     assert "which must also be the notes' J" in out and "J: " not in out.replace("J: the cost", "")
+
+
+# ---------------------------------------------------------------------------
+# Issue 20: a function that changes its inputs, or returns oddly, cannot fool the checker
+# ---------------------------------------------------------------------------
+
+
+def _scales_W1_in_place(params, X, **settings):
+    """Correct result, then a classic slip: W1 changed in place afterwards."""
+    result = sae.cost_and_grad(params, X, **settings)
+    params["W1"] *= 2.0
+    return result
+
+
+def _rescales_X_in_place(params, X, **settings):
+    result = sae.cost_and_grad(params, X, **settings)
+    X *= 0.5
+    return result
+
+
+@pytest.mark.parametrize("cost_fn, culprit", [(_scales_W1_in_place, "params['W1']"),
+                                              (_rescales_X_in_place, "X")])
+def test_a_function_that_changes_its_inputs_gets_right_rows_and_a_notice(capsys, cost_fn, culprit):
+    params, X = gradcheck.make_problem()
+    before = {name: value.copy() for name, value in params.items()}, X.copy()
+    results = gradcheck.run_stages(cost_fn, params, X, gradcheck.AUTOENCODER_STAGES)
+    assert gradcheck.failing_stages(results) == []              # never blamed gradients
+    for (stage, check), expected in zip(results, gradcheck.run_stages(
+            sae.cost_and_grad, *gradcheck.make_problem(), gradcheck.AUTOENCODER_STAGES)):
+        assert check.cost == expected[1].cost                   # later stages see the same data
+        assert any(culprit in note for note in check.notes)
+    for name in params:                                         # the caller's arrays untouched
+        np.testing.assert_array_equal(params[name], before[0][name])
+    np.testing.assert_array_equal(X, before[1])
+    assert gradcheck.main([], cost_fn=cost_fn) == 0
+    out = capsys.readouterr().out
+    assert f"changed {culprit} in place" in " ".join(out.split())
+    assert "0.72724124" in out                                  # "+ weight decay": the notes' J
+
+
+def test_a_bare_float_at_perturbed_points_is_named_not_the_checkers_line():
+    calls = []
+
+    def bare_after_first(params, X, **settings):
+        calls.append(1)
+        result = sae.cost_and_grad(params, X, **settings)
+        return result if len(calls) == 1 else result[0]
+
+    params, X = gradcheck.make_problem()
+    (_, check), = gradcheck.run_stages(bare_after_first, params, X, gradcheck.STAGES[:1])
+    assert check.reason == "returned float at a perturbed theta, expected a tuple (cost, grads)"
+
+
+def test_numerical_gradient_refuses_a_nan_naming_the_point():
+    def f(t):
+        return float("nan") if t[1] > 1 else float(t @ t)
+
+    with pytest.raises(ValueError, match=r"f: returned nan at theta \+ eps e_1, expected a finite"):
+        gradcheck.numerical_gradient(f, np.array([1.0, 1.0, 1.0]))
+
+
+def test_numerical_gradient_refuses_an_f_that_changes_its_argument_and_keeps_theta():
+    theta = np.array([1.0, 2.0, 3.0])
+
+    def f(t):
+        t *= 2                                                  # the slip
+        return float(t.sum())
+
+    with pytest.raises(ValueError, match="f: changed the array it was given, in place"):
+        gradcheck.numerical_gradient(f, theta)
+    np.testing.assert_array_equal(theta, [1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="f: expected a function"):
+        gradcheck.numerical_gradient(3.0, theta)
