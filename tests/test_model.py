@@ -367,3 +367,29 @@ BAD_INIT_CALLS = [
 def test_init_params_rejects_bad_input_by_name(case, args, kwargs, error, name):
     with pytest.raises(error, match="^" + re.escape(name + ":")):
         sae.init_params(*args, **kwargs)
+
+
+# Issue 20: a malformed model name in a model file selects no model.
+@pytest.mark.parametrize("name", [5, None, "", ["topk"]])
+def test_a_malformed_model_name_is_refused_on_save_and_on_load(tmp_path, name):
+    import json
+
+    from saelab.files.model_file import load_model, model_name, save_model
+    from saelab.training.autoencoder import SparseAutoencoder
+    from saelab.training.loading import load_autoencoder
+
+    params = sae.init_params(4, 3, rng=0)
+    with pytest.raises(ValueError, match="hyperparameters: model="):
+        save_model(tmp_path / "refused.npz", params, {"model": name})
+    assert not (tmp_path / "refused.npz").exists()
+    with pytest.raises(ValueError, match=r"hyperparameters\['model'\]: expected a model name"):
+        model_name({"model": name})
+    path = save_model(tmp_path / "good.npz", params, {"model": "topk"})
+    with np.load(path) as archive:                           # a file written by something else
+        members = {key: archive[key] for key in archive.files}
+    members["hyperparameters"] = np.array(json.dumps({"model": name}))
+    forged = tmp_path / "forged.npz"
+    np.savez(forged, **members)
+    for load in (load_model, SparseAutoencoder.load, load_autoencoder):
+        with pytest.raises(ValueError, match="model"):
+            load(forged)

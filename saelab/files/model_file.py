@@ -68,9 +68,21 @@ NOTES_MODEL = "sigmoid"             # the model of a file whose hyperparameters 
 
 def model_name(hyperparameters):
     """Which model a file holds: its hyperparameters' "model" ("relu_l1", "topk", ...),
-    or "sigmoid" (the notes' model) for files that name none, as the notes' estimator writes."""
-    name = hyperparameters.get("model", NOTES_MODEL) if isinstance(hyperparameters, dict) else None
-    return name if isinstance(name, str) else NOTES_MODEL
+    or "sigmoid" (the notes' model) for files that name none, as the notes' estimator writes.
+
+    A "model" that is not a non-empty string (5, None, "") names no model: a
+    ValueError saying so, never the notes' model by default. ``save_model``
+    refuses such hyperparameters and ``load_model`` such files.
+    """
+    if not isinstance(hyperparameters, dict):
+        raise TypeError(f"hyperparameters: expected a dict, got {type(hyperparameters).__name__}")
+    if "model" not in hyperparameters:
+        return NOTES_MODEL
+    name = hyperparameters["model"]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"hyperparameters['model']: expected a model name, a non-empty string "
+                         f"such as {NOTES_MODEL!r} or 'topk', got {name!r}")
+    return name
 
 
 # ---------------------------------------------------------------------------
@@ -178,6 +190,10 @@ def _contradiction(params, hyperparameters):
         return f"dtype={hyperparameters['dtype']!r}, but the params are {W1.dtype.name}"
     if "info" in hyperparameters and not isinstance(hyperparameters["info"], dict):
         return f"info: expected a dict, got {type(hyperparameters['info']).__name__}"
+    if "model" in hyperparameters and not (isinstance(hyperparameters["model"], str)
+                                           and hyperparameters["model"]):
+        return (f"model={hyperparameters['model']!r}, which names no model (expected a "
+                f"non-empty string such as {NOTES_MODEL!r} or 'topk')")
     return None
 
 
