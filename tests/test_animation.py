@@ -306,3 +306,47 @@ def test_a_second_ctrl_c_while_drawing_leaves_no_gif(tmp_path, monkeypatch, caps
     assert "t_training.gif" not in names and not any(n.endswith(".tmp") for n in names)
     assert "t_model.npz" in names                                 # saved before the drawing
     assert "Ctrl-C again while saving" in capsys.readouterr().err
+
+
+# Issue 20: the animation's options are refused by name before anything is drawn.
+def _recorder_with_three_steps():
+    from saelab.training.common import TrainingStep
+
+    recorder = animation.FilterRecorder(every=1)
+    params = sae.init_params(4, 3, rng=0)
+    for i in range(1, 4):
+        recorder(TrainingStep("lbfgs", i, 0, 1.0 / i, params, 0.1))
+    return recorder
+
+
+@pytest.mark.parametrize("options, error, match", [
+    ({"fps": 0}, ValueError, "fps: expected a number > 0"),
+    ({"fps": -1}, ValueError, "fps: expected a number > 0"),
+    ({"fps": float("nan")}, TypeError, "fps: expected a finite"),
+    ({"hold_seconds": float("nan")}, TypeError, "hold_seconds: expected a finite"),
+    ({"hold_seconds": -1.0}, ValueError, "hold_seconds: expected a number >= 0"),
+    ({"transform": 3}, TypeError, "transform: expected None or a function"),
+    ({"transform": lambda W: W * np.nan}, ValueError, "transform: returned NaN"),
+    ({"transform": lambda W: W[:, :3]}, ValueError, "tile_shape: .* has 4 pixels, but a frame has 3"),
+    ({"path": ""}, ValueError, "path: expected a file path"),
+    ({"path": None}, TypeError, "path: expected a file path"),
+    ({"tile_shape": (2.0, 2.0)}, TypeError, "tile_shape: expected .*two integers"),
+    ({"tile_shape": (-2, -2)}, ValueError, "tile_shape: expected a height and a width >= 1"),
+    ({"tile_shape": (1, 2, 2)}, TypeError, "tile_shape: expected"),
+])
+def test_bad_animation_options_are_refused_by_name_and_nothing_is_written(tmp_path, monkeypatch,
+                                                                          options, error, match):
+    monkeypatch.chdir(tmp_path)
+    recorder = _recorder_with_three_steps()
+    arguments = {"path": "a.gif", "tile_shape": (2, 2), **options}
+    with pytest.raises(error, match=match):
+        recorder.save_gif(arguments.pop("path"), arguments.pop("tile_shape"), **arguments)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_is_not_a_gif_path_and_a_missing_parent_is_created(tmp_path):
+    recorder = _recorder_with_three_steps()
+    with pytest.raises(ValueError, match="is a folder"):
+        recorder.save_gif(tmp_path, (2, 2))
+    written = recorder.save_gif(tmp_path / "new" / "a.gif", (2, 2))
+    assert written.exists() and written.stat().st_size > 0

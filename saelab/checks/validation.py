@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -442,6 +444,55 @@ def check_nonnegative(name, value):
     if value < 0:
         raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
     return float(value)
+
+
+def check_positive_finite(name, value):
+    """Return value as a Python float if it is a finite real number > 0, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite_real(value):
+        raise TypeError(f"{name}: expected a finite real number, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+    return float(value)
+
+
+def check_tile_shape(tile_shape, width, what):
+    """(h, w) as ints: two integers >= 1 whose product is ``width``, the columns of ``what``.
+
+    Floats (even 8.0), booleans, negative or zero sides and other lengths are
+    refused with a ValueError or TypeError naming tile_shape.
+    """
+    if isinstance(tile_shape, (str, bytes)) or not hasattr(tile_shape, "__len__") \
+            or len(tile_shape) != 2:
+        raise TypeError(f"tile_shape: expected (height, width), two integers, got {tile_shape!r}")
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in tile_shape):
+        raise TypeError(f"tile_shape: expected (height, width), two integers, got {tile_shape!r}")
+    h, w = (int(v) for v in tile_shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"tile_shape: expected a height and a width >= 1, got {tile_shape!r}")
+    if h * w != width:
+        raise ValueError(f"tile_shape: {tile_shape!r} has {h * w} pixels, but {what} has {width} "
+                         f"columns")
+    return h, w
+
+
+def check_output_path(name, path):
+    """Return ``path`` as a Path if it can name a file to write, else raise naming ``name``.
+
+    A str or os.PathLike, not empty, without NUL, not an existing folder. A
+    missing parent folder is fine: the project's writers create it, as the
+    scripts' --out-dir does (``saelab.files.atomic.atomic_write``).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a file path (str or os.PathLike), got "
+                        f"{type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{name}: expected a file path, got {path!r}")
+    if "\0" in text:
+        raise ValueError(f"{name}: a file path cannot contain a NUL character, got {path!r}")
+    if os.path.isdir(text):
+        raise ValueError(f"{name}: {text} is a folder, expected a file path")
+    return Path(text)
 
 
 def check_k(name, value, n_hidden):

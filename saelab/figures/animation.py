@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from saelab.checks.validation import (check_nonnegative, check_output_path,
+                                     check_positive_finite, check_tile_shape)
 from saelab.figures import plots
 from saelab.files.atomic import atomic_write
 
@@ -205,18 +207,50 @@ class FilterRecorder:
         shows ZCA filters on pixels). The last frame is shown for
         ``hold_seconds`` more (default HOLD_SECONDS; Pillow merges the
         repeats into one frame).
-        Raises ValueError if no step was recorded.
+        Raises ValueError or TypeError naming the argument, before drawing
+        anything: no step recorded; a path that cannot name a file (empty,
+        None, a folder; a missing parent folder is created); a tile_shape
+        that is not two integers >= 1 whose product is the filters' width; fps
+        not finite and > 0; hold_seconds not finite and >= 0; a transform that
+        is not callable or gives anything but finite (n_hidden, h*w) rows.
         """
+        path = check_output_path("path", path)
+        fps, hold_seconds = check_drawing_options(fps, hold_seconds)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform: expected None or a function of W1, got "
+                            f"{type(transform).__name__}")
         frames = self.frames()
         if not frames:
             raise ValueError("FilterRecorder: no step was recorded, so there is nothing to draw")
-        rows = [transform(W1) if transform is not None else W1 for _, W1 in frames]
+        rows = [_transformed(transform, W1) for _, W1 in frames]
+        check_tile_shape(tile_shape, rows[0].shape[1], "a frame")
         center, scales = steady_scaling(rows)
         images = [frame_grid(W, center, scales, tile_shape) for W in rows]
         indices = [index for index, _ in frames]
         return write_gif(path, images, indices, self.steps, self.costs, self.title,
-                         adam=self.optimizer == "adam", fps=fps,
-                         hold_seconds=HOLD_SECONDS if hold_seconds is None else hold_seconds)
+                         adam=self.optimizer == "adam", fps=fps, hold_seconds=hold_seconds)
+
+
+def check_drawing_options(fps, hold_seconds):
+    """(fps, hold_seconds) as floats: fps finite and > 0; hold_seconds None (HOLD_SECONDS)
+    or finite and >= 0. Anything else raises naming the argument."""
+    fps = check_positive_finite("fps", fps)
+    hold_seconds = HOLD_SECONDS if hold_seconds is None else check_nonnegative("hold_seconds",
+                                                                                hold_seconds)
+    return fps, hold_seconds
+
+
+def _transformed(transform, W1):
+    """transform(W1) (or W1), checked: a finite 2-D array with one row per filter."""
+    if transform is None:
+        return W1
+    rows = np.asarray(transform(W1), dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[0] != W1.shape[0]:
+        raise ValueError(f"transform: expected an array ({W1.shape[0]}, n_pixels), one row per "
+                         f"filter, got shape {rows.shape}")
+    if not np.isfinite(rows).all():
+        raise ValueError("transform: returned NaN or infinite values, which cannot be drawn")
+    return rows
 
 
 # ---------------------------------------------------------------------------
@@ -262,6 +296,8 @@ def write_gif(path, images, indices, steps, costs, title, *, adam=False, fps=FPS
     from matplotlib import rc_context
     from matplotlib.animation import PillowWriter
 
+    path = check_output_path("path", path)
+    fps, hold_seconds = check_drawing_options(fps, hold_seconds)
     holds = max(0, round(hold_seconds * fps))
     with rc_context(CRISP), tempfile.TemporaryDirectory(prefix="animation.") as folder:
         figure, update = _animated_figure(images[0].shape, steps, costs, adam)
