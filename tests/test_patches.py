@@ -173,3 +173,25 @@ def test_a_file_that_is_not_an_image_is_a_clear_error(tmp_path):
     path.write_text("not an image")
     with pytest.raises(ValueError, match="notes.png"):
         patches.load_grey_image(path)
+
+
+def test_image_shape_reads_the_header_like_load_grey_image(tmp_path):
+    import matplotlib.image
+
+    path = tmp_path / "wide.png"
+    matplotlib.image.imsave(path, np.random.default_rng(0).uniform(size=(13, 21, 3)))
+    assert patches.image_shape(path) == (13, 21) == patches.load_grey_image(path).shape
+    assert patches.image_shape(patches.default_image_path()) == (600, 512)
+    with pytest.raises(FileNotFoundError, match="images: no such file"):
+        patches.image_shape(tmp_path / "none.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match="images: cannot read .*text.png"):
+        patches.image_shape(tmp_path / "text.png")
+
+
+def test_zca_refuses_patches_that_are_all_the_same():
+    # 1 x 1 patches minus their own mean are all 0: whitening them trained on zeros (FVE nan).
+    with pytest.raises(ValueError, match="patches: every patch is the same"):
+        patches.fit_zca(np.zeros((20, 1)))
+    with pytest.raises(ValueError, match="patches: every patch is the same"):
+        patches.fit_zca(np.tile([0.2, 0.5, 0.1], (10, 1)))

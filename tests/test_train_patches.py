@@ -13,7 +13,7 @@ from saelab.training import autoencoder as train
 import train_patches
 from conftest import ROOT
 
-OPTIONS = ("--images", "--patches", "--test-patches", "--size", "--cutoff", "--no-whiten", "--zca",
+OPTIONS = ("--images", "--data-dir", "--patches", "--test-patches", "--size", "--cutoff", "--no-whiten", "--zca",
            "--zca-epsilon", "--preset", "--hidden", "--penalty", "--rho", "--beta", "--lam",
            "--decoder", "--dtype", "--seed", "--optimizer", "--iters", "--lr", "--batch-size",
            "--epochs", "--out-dir", "--quiet")
@@ -52,16 +52,20 @@ def test_help_lists_every_option_with_the_exercise_defaults():
     for option in OPTIONS:
         assert option in text
     for default in ("default 10000", "default 8)", "default 25)", "(default 0.01)", "default 0.0001",
-                    "default 400", "(default 0.2;", "(default 0.1;", "seed of the patch sampling"):
+                    "default 400", "(default 0.4, theirs, for the dead-leaves images; 0.2 for photographs",
+                    "(default 0.1;", "seed of the patch sampling", "dead-leaves (the default",
+                    "synthetic 512 x 512 images with natural", "not photographs",
+                    "olshausen", "portrait", "(default data/olshausen)"):
         assert default in text, default
 
 
-def test_defaults_are_the_exercise():
+def test_defaults_are_the_exercise_on_synthetic_natural_images():
     args = train_patches.parse_args([])
     assert (args.patches, args.size, args.hidden, args.iters, args.seed) == (10_000, 8, 25, 400, 0)
     assert (args.rho, args.lam, args.penalty, args.decoder, args.optimizer) == (0.01, 1e-4, "kl",
                                                                                  "sigmoid", "lbfgs")
-    assert args.cutoff == 0.2 and not args.no_whiten and not args.zca and args.images is None
+    assert args.source == "dead-leaves" and args.images is None and args.data_dir is None
+    assert args.cutoff == 0.4 and not args.no_whiten and not args.zca     # Olshausen's cutoff
     assert train_patches.run_name(args) == "patches"
     model = train_patches.experiment.model_from_args(args)
     assert model.beta == 3.0
@@ -70,7 +74,7 @@ def test_defaults_are_the_exercise():
 def test_preset_notes_is_10x10_patches_and_100_hidden_units():
     args = train_patches.parse_args(["--preset", "notes"])
     assert (args.size, args.hidden) == (10, 100)
-    assert (args.rho, args.lam, args.iters, args.decoder, args.cutoff) == (0.01, 1e-4, 400, "sigmoid", 0.2)
+    assert (args.rho, args.lam, args.iters, args.decoder, args.cutoff) == (0.01, 1e-4, 400, "sigmoid", 0.4)
     assert train_patches.run_name(args) == "patches_notes"
     explicit = train_patches.parse_args(["--hidden", "49", "--preset", "notes"])
     assert (explicit.size, explicit.hidden) == (10, 49)            # the explicit option wins
@@ -89,7 +93,39 @@ def test_zca_sets_the_linear_decoder_exercise_defaults():
     assert train_patches.run_name(both) == "patches_notes_zca"
 
 
+@pytest.mark.parametrize("argv, source, images, cutoff, name", [
+    (["--images", "portrait"], "portrait", None, 0.2, "patches_portrait"),
+    (["--images", "portrait", "--preset", "notes"], "portrait", None, 0.2, "patches_portrait_notes"),
+    (["--images", "portrait", "--zca"], "portrait", None, None, "patches_portrait_zca"),
+    (["--images", "olshausen"], "olshausen", None, None, "patches_olshausen"),
+    (["--images", "dead-leaves", "--preset", "notes"], "dead-leaves", None, 0.4, "patches_notes"),
+    (["--images", "a.png", "b.jpg"], "files", ["a.png", "b.jpg"], 0.2, "patches"),
+    (["--images", "./portrait"], "files", ["portrait"], 0.2, "patches"),
+])
+def test_images_names_a_source_or_files(argv, source, images, cutoff, name):
+    args = train_patches.parse_args(argv)
+    assert args.source == source and train_patches.run_name(args) == name
+    assert args.images == (None if images is None else [train_patches.Path(p) for p in images])
+    assert (args.cutoff == cutoff) or (cutoff is None and not train_patches.whitens_images(args))
+    if source == "olshausen":
+        assert str(args.data_dir) == "data/olshausen"
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--images", "olshausen", "--zca"], "--images olshausen with --zca: Olshausen's images are already whitened"),
+    (["--images", "olshausen", "--cutoff", "0.4"], "--images olshausen with --cutoff"),
+    (["--data-dir", "data"], "--data-dir without --images olshausen"),
+    (["--images", "portrait", "a.png"], "--images: portrait names a set of images and stands alone"),
+    (["--images", "olshausen", "--data-dir", ""], "--data-dir"),
+    # --size: refused by name, before the memory check (which blamed --patches) and before loading.
+    (["--size", "1"], "--size: expected at least 2, got 1"),
+    (["--size", "1", "--zca"], "--size: expected at least 2, got 1"),
+    (["--size", "513"], "--size: 513 x 513 patches do not fit in the dead-leaves images (512 x 512 pixels)"),
+    (["--size", "3000", "--zca"], "--size: 3000 x 3000 patches do not fit in the dead-leaves images"),
+    (["--size", "513", "--images", "portrait"], "--size: 513 x 513 patches do not fit in the portrait "
+                                                "(600 x 512 pixels); use --size 512 or less"),
+    (["--size", "600", "--images", "olshausen"], "--size: 600 x 600 patches do not fit in Olshausen's images"),
+
     (["--zca", "--decoder", "sigmoid"], "--zca with --decoder sigmoid"),
     (["--zca", "--cutoff", "0.3"], "--zca with --cutoff"),
     (["--no-whiten", "--cutoff", "0.3"], "--no-whiten with --cutoff"),
@@ -108,15 +144,32 @@ def test_bad_options_exit_2_with_a_one_line_reason(argv, message, capsys):
     assert ": error: " in last_line and message in last_line
 
 
-def test_unreadable_or_too_small_images_are_one_line_errors(tmp_path, image_path, capsys):
+def test_unreadable_images_are_one_line_errors_and_a_too_large_size_is_refused_by_name(
+        tmp_path, image_path, capsys):
     missing = tmp_path / "nowhere.png"
     assert train_patches.main(["--images", str(missing), "--out-dir", str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err.strip() == f"error: images: no such file: {missing}"
-    assert train_patches.main(["--images", str(image_path), "--size", "40",
-                               "--out-dir", str(tmp_path / "out")]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: images:") and "40 x 40" in err and "\n" not in err
+    # Larger than the image: an option error naming --size (it was "error: images: ...", exit 1).
+    with pytest.raises(SystemExit) as info:
+        train_patches.main(["--images", str(image_path), "--size", "37", "--out-dir", str(tmp_path / "out")])
+    assert info.value.code == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line.endswith(f"error: --size: 37 x 37 patches do not fit in the smallest image "
+                              f"(36 x 44 pixels); use --size 36 or less")
     assert not (tmp_path / "out").exists()
+
+
+def test_size_one_is_refused_with_and_without_zca_and_zca_refuses_flat_patches(capsys):
+    # --size 1 --zca used to train on all-zero patches (FVE nan); without --zca it stopped with
+    # exit 1. Both are now the same option error, and fit_zca itself refuses flat patches.
+    for argv in (["--size", "1"], ["--size", "1", "--zca"], ["--size", "1", "--zca", "--images", "portrait"]):
+        with pytest.raises(SystemExit) as info:
+            train_patches.parse_args(argv)
+        assert info.value.code == 2
+        assert "--size: expected at least 2" in capsys.readouterr().err.strip().splitlines()[-1]
+    one_pixel = patches.remove_patch_means(np.random.default_rng(0).random((50, 1)))
+    with pytest.raises(ValueError, match="patches: every patch is the same"):
+        patches.fit_zca(one_pixel)
 
 
 def test_short_run_of_the_script_end_to_end(tmp_path, image_path):
@@ -236,3 +289,50 @@ def test_one_blas_thread_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     train_patches.limit_blas_threads()
     assert "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_default_run_uses_synthetic_natural_images_and_reports_localization(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    argv = ["--patches", "300", "--test-patches", "0", "--hidden", "4", "--iters", "3", "--quiet",
+            "--out-dir", str(out_dir)]
+    assert train_patches.main(argv) == 0
+    out = capsys.readouterr().out
+    data_line = out.splitlines()[0]
+    for part in ("Data: 10 synthetic images with natural-image statistics (dead leaves", "not photographs",
+                 "512 x 512 pixels", "whitened (Olshausen-Field, cutoff 0.4 cycles/pixel)"):
+        assert part in data_line, part
+    model = train.SparseAutoencoder.load(out_dir / "patches_model.npz")
+    assert model.info_["images"] == {"source": "dead-leaves", "count": 10, "size": 512, "seed": 0,
+                                     "r_min": 2.0, "r_max": 128.0}
+    assert model.info_["image_whitening"]["cutoff"] == 0.4
+    # The localization line: printed, and the last line of the summary file, from the filters drawn.
+    from saelab import localization
+    spread = localization.filter_spread(model.params_["W1"], (8, 8))
+    line = train_patches.localization_line(model.params_["W1"], 8)
+    assert f"median spread {np.median(spread):.3f} of the tile" in line
+    assert line in out.splitlines()
+    assert (out_dir / "patches_summary.txt").read_text().splitlines()[-1] == line
+
+
+def test_localization_line_of_the_zca_variant_measures_the_filters_on_pixels(tmp_path, image_path, capsys):
+    argv = ["--images", str(image_path), "--zca", "--patches", "200", "--test-patches", "0", "--size", "5",
+            "--hidden", "4", "--iters", "3", "--quiet", "--out-dir", str(tmp_path)]
+    assert train_patches.main(argv) == 0
+    model = train.SparseAutoencoder.load(tmp_path / "patches_zca_model.npz")
+    expected = train_patches.localization_line(model.params_["W1"] @ model.extra_["zca_matrix"], 5)
+    assert expected != train_patches.localization_line(model.params_["W1"], 5)
+    assert expected in capsys.readouterr().out.splitlines()
+    assert (tmp_path / "patches_zca_summary.txt").read_text().splitlines()[-1] == expected
+
+
+def test_a_localization_line_that_cannot_be_added_is_exit_status_4(tmp_path, image_path, monkeypatch, capsys):
+    def broken(W, size):
+        raise ValueError("W: broken on purpose")
+
+    monkeypatch.setattr(train_patches, "localization_line", broken)
+    argv = ["--images", str(image_path), "--patches", "100", "--test-patches", "0", "--size", "4",
+            "--hidden", "3", "--iters", "2", "--quiet", "--out-dir", str(tmp_path)]
+    assert train_patches.main(argv) == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the localization line:") and "broken on purpose" in err and "\n" not in err
+    assert "localization" not in (tmp_path / "patches_summary.txt").read_text()

@@ -1,9 +1,10 @@
-"""Natural-image patches for the notes' edge-detector experiment.
+"""Image patches for the notes' edge-detector experiment.
 
-The pipeline of UFLDL's first exercise, on any greyscale photographs:
+The pipeline of UFLDL's first exercise, on any greyscale images:
 
-    load_images      greyscale images in [0, 1] (default: the photograph that
-                     ships inside matplotlib, so nothing is downloaded)
+    load_images      photographs (PNG, JPEG) as grey images in [0, 1]; by
+                     default the portrait that ships inside matplotlib
+    image_shape      (height, width) of an image file, from its header only
     whiten_images    Olshausen and Field's whitening filter, applied to whole
                      images in the 2-D Fourier domain
     sample_patches   random square patches, one row per patch: (n_patches, size*size)
@@ -13,6 +14,11 @@ The pipeline of UFLDL's first exercise, on any greyscale photographs:
                      each patch minus its own mean brightness
     fit_zca, apply_zca
                      ZCA whitening of patches, for the linear decoder
+
+The images themselves come from three places: synthetic images with
+natural-image statistics, drawn offline (``saelab.data.dead_leaves``, the
+default of ``train_patches.py``); Olshausen's ten whitened natural scenes,
+downloaded (``saelab.data.olshausen``); or photographs (``load_images``).
 
 Patches are flattened in row-major order, so a row reshaped to (size, size)
 is the patch as it sat in the image.
@@ -70,6 +76,25 @@ def load_grey_image(path) -> np.ndarray:
     if image.ndim != 2:
         raise ValueError(f"images: {path} is not a 2-D greyscale or colour image (shape {image.shape})")
     return image
+
+
+def image_shape(path) -> tuple:
+    """(height, width) of a PNG or JPEG file, read from its header (the pixels are not decoded).
+
+    Raises FileNotFoundError or ValueError naming ``images`` and the file,
+    like ``load_grey_image``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"images: no such file: {path}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise ValueError(f"images: cannot read {path} as a PNG or JPEG image ({exc})") from exc
+    return height, width
 
 
 def load_images(paths=None) -> list:
@@ -215,7 +240,9 @@ def fit_zca(patches, epsilon=0.1):
     Sigma = (X - mean)^T (X - mean) / m = U diag(S) U^T,
     W_zca = U diag(1 / sqrt(S + epsilon)) U^T, a symmetric (n_pixels, n_pixels)
     matrix; ``apply_zca`` computes (X - mean) @ W_zca. epsilon regularizes the
-    smallest eigenvalues (UFLDL's linear-decoder exercise uses 0.1).
+    smallest eigenvalues (UFLDL's linear-decoder exercise uses 0.1). Patches
+    that are all the same (no variance) are refused: whitening them would
+    give all-zero inputs.
     """
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
         raise TypeError(f"epsilon: expected a finite number >= 0, got {epsilon!r}")
@@ -227,6 +254,9 @@ def fit_zca(patches, epsilon=0.1):
     sigma = centred.T @ centred / patches.shape[0]               # (n_pixels, n_pixels)
     S, U = np.linalg.eigh(sigma)
     S = np.clip(S, 0, None)                                      # round-off can make tiny S negative
+    if not S.max() > (1e-12 * np.abs(patches).max()) ** 2:     # no variance, up to round-off
+        raise ValueError("patches: every patch is the same (zero variance), nothing to whiten; "
+                         "1 x 1 patches, for one, are all 0 once each patch's mean is removed")
     if epsilon == 0 and S.min() <= 0:
         raise ValueError("epsilon: the patch covariance is singular; use epsilon > 0")
     W_zca = (U / np.sqrt(S + epsilon)) @ U.T
