@@ -11,6 +11,8 @@ this package holds the machinery around it, one folder per topic:
     data/         the data sets
         mnist.py        MNIST: IDX reader, checksums, download
         patches.py      image patches: sampling, whitening, the exercise's normalization
+        dead_leaves.py  synthetic images with natural-image statistics (the offline default)
+        olshausen.py    the notes' own images (IMAGES.mat): download, checks
     training/     training loops and estimators
         common.py       what both share: progress lines with ETA, Ctrl-C, Adam's update
         autoencoder.py  the notes' model: L-BFGS and Adam, the SparseAutoencoder estimator
@@ -23,6 +25,7 @@ this package holds the machinery around it, one folder per topic:
         plots.py        filters, reconstructions, training curves, rho_hat histograms
         animation.py    filters recorded during training, drawn as a GIF
     diagnostics.py  what a trained model does on data (FVE, rho_hat, L0, dead units)
+    localization.py how localized a filter is: the spread of its energy over the tile
     softmax.py      softmax regression (UFLDL), for self-taught learning
     experiment.py   the experiment scripts' shared runner: options, outputs, exit statuses
 

@@ -1,1 +1,1 @@
-"""The data sets: MNIST (mnist) and natural-image patches (patches)."""
+"""The data sets: MNIST (mnist), natural-image patches (patches) from dead-leaves images (dead_leaves) or the notes' own (olshausen)."""
