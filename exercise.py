@@ -9,10 +9,11 @@ Each blank is a line ``raise NotImplementedError("name (shape)")``. Replace
 it with the assignment ``name = ...`` that the comment above it describes:
 the notes' equation (for one example, a column) and the shape of the result
 (for all m examples, rows). Use the names already there (W1, b1, W2, b2, X,
-m, rho, beta, lam, z2, a2, ...) and ``sigmoid``, ``kl_divergence`` and
-``clip_rho_hat`` from sparse_autoencoder.py. The arguments are checked for
-you at the top (``saelab.checks.validation.check_call``), so you only write
-the math.
+m, rho, beta, lam, z2, a2, ...) and three functions, imported for you:
+``sigmoid(z)`` (elementwise f), ``kl_divergence(rho, rho_hat)`` (KL(rho ||
+rho_hat_j) for each unit j, rho first) and ``clip_rho_hat(rho_hat)``. The
+arguments are checked for you at the top
+(``saelab.checks.validation.check_call``), so you only write the math.
 
 Layout. The rows of X are the examples: X is (m, n_visible), and each of the
 notes' columns (z2, a2, z3, a3, delta3, delta2 of one example) is a row of

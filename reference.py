@@ -3,10 +3,11 @@
 ``loop_cost_and_grad`` follows the notes line by line. Each example x is a
 column (n_visible, 1), as in the notes; the sums over the examples i are
 Python loops; the names are the notes' (z2, a2, z3, a3, rho_hat, delta3,
-delta2). Read it beside the notes, then read ``cost_and_grad`` in
-``sparse_autoencoder.py``: the same computation for all m examples at once,
-where each column x^(i) becomes row i of X (docs/derivation.md shows how one
-turns into the other).
+delta2). Read it beside the notes; then write the same computation for all
+m examples at once yourself in ``exercise.py``, and only then read
+``cost_and_grad`` in ``sparse_autoencoder.py``, its solution, where each
+column x^(i) becomes row i of X (docs/derivation.md shows how one turns into
+the other).
 
 It is slow (a Python loop over the examples) and is used as the literal
 reference that the tests hold both vectorized versions to, and that

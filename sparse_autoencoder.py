@@ -1,8 +1,9 @@
 """The sparse autoencoder of Andrew Ng's CS294A notes, in plain NumPy.
 
 Read ``reference.py`` first (the notes' algorithm, one example at a time),
-then ``cost_and_grad`` below: the same computation for all m examples at
-once, one equation of the notes per line.
+write it yourself in ``exercise.py`` (this file is its solution), then read
+``cost_and_grad`` below: the same computation for all m examples at once,
+one equation of the notes per line.
 
 Layout. The notes put one example per column: x is a column of n_visible
 values and z2 = W1 x + b1. Here the rows of ``X`` are the examples, so
@@ -89,8 +90,18 @@ def clip_rho_hat(rho_hat):
     point, where KL and its derivative are infinite. Clipping keeps both
     finite and changes no rho_hat that floating point can tell apart from
     0 and 1 by more than eps.
+
+    rho_hat is a mean of sigmoid activations, so it lies in [0, 1]: a value
+    beyond it by more than rounding (say a sum over the examples where the
+    notes take the mean) raises a ValueError saying so instead of being
+    clipped silently.
     """
+    rho_hat = np.asarray(rho_hat)
     eps = np.finfo(rho_hat.dtype).eps
+    if rho_hat.size and (rho_hat.max() > 1 + 64 * eps or rho_hat.min() < -64 * eps):
+        raise ValueError(f"rho_hat: expected average activations in [0, 1], got values in "
+                         f"[{rho_hat.min():.4g}, {rho_hat.max():.4g}]; rho_hat_j is the mean of "
+                         f"a2_j over the m examples (a sum where the notes take the mean?)")
     return np.clip(rho_hat, eps, 1 - eps)
 
 

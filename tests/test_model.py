@@ -393,3 +393,16 @@ def test_a_malformed_model_name_is_refused_on_save_and_on_load(tmp_path, name):
     for load in (load_model, SparseAutoencoder.load, load_autoencoder):
         with pytest.raises(ValueError, match="model"):
             load(forged)
+
+
+def test_clip_rho_hat_refuses_a_sum_where_the_notes_take_the_mean():
+    """From a student's read-through: rho_hat = a2.sum(axis=0) was clipped to 1 - eps
+    silently, and the check then blamed W1 and b1 with errors of 1e15."""
+    params = sae.init_params(6, 4, rng=0)
+    X = np.random.default_rng(0).random((10, 6))
+    a2 = sae.encode(params, X)
+    with pytest.raises(ValueError, match=r"rho_hat: expected average activations in \[0, 1\].*sum"):
+        sae.clip_rho_hat(a2.sum(axis=0))
+    np.testing.assert_array_equal(sae.clip_rho_hat(a2.mean(axis=0)), a2.mean(axis=0))
+    eps = np.finfo(np.float64).eps
+    np.testing.assert_array_equal(sae.clip_rho_hat(np.array([0.0, 1.0])), [eps, 1 - eps])
