@@ -303,10 +303,11 @@ def _sparsity_delta(rho_hat, penalty, rho, beta):
 # ``modern_sae.topk_cost_and_grad`` (tests/test_fast_path.py holds them
 # equal), with exactly the five products of one evaluation:
 #
-# - x_bar = X - b2 is never formed: z2 = X W1^T + (b1 - W1 b2), and
+# - TopK's x_bar = X - b2 is never formed: z2 = X W1^T + (b1 - W1 b2), and
 #   dJ/dW1 = (delta2^T X - (sum_i delta2_i) b2^T) / m; dJ/db2 takes
 #   (sum_i delta2_i) W1, a vector times a matrix, instead of the readable
 #   version's (m, n_hidden) x (n_hidden, n_visible) product delta2 W1.
+#   (ReLU + L1 has no pre-encoder bias: z2 = X W1^T + b1, dJ/db2 = sum_i delta3_i / m.)
 # - In place: one (m, n_hidden) array holds z2, then a2; one (m, n_visible)
 #   array holds x_hat, then delta3 = x_hat - X.
 # - TopK's selection: each row's k-th largest z2 by ``np.partition``
@@ -326,12 +327,14 @@ def relu_l1_cost_and_grad(params, X, *, l1=1.0, lam=0.0):
     return terms["cost"], grads
 
 
-def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.0):
+def topk_cost_and_grad(params, X, *, k, aux_k=None, alpha=1 / 32, dead=None, lam=0.0,
+                       aux_scale=None):
     """``modern_sae.topk_cost_and_grad``, tuned (without the frozen masks of the gradient
     checker): same arguments, checks and results (to rounding)."""
-    params, X, k, aux_k, alpha, dead, lam, *_, spread_floor = check_topk_call(
-        params, X, k, aux_k, alpha, dead, lam)
-    terms, grads, _ = topk_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor)
+    params, X, k, aux_k, alpha, dead, lam, aux_scale, *_, spread_floor = check_topk_call(
+        params, X, k, aux_k, alpha, dead, lam, aux_scale=aux_scale)
+    terms, grads, _ = topk_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor,
+                                     aux_scale)
     return terms["cost"], grads
 
 
@@ -339,7 +342,8 @@ def relu_l1_unchecked(params, X, l1, lam):
     """(terms, grads, fired) of ReLU + L1, no checks; terms as ``modern_sae.relu_l1_cost_terms``."""
     W1, W2 = params["W1"], params["W2"]
     m = X.shape[0]
-    a2 = _preactivations(params, X)                          # z2, (m, n_hidden)
+    a2 = X @ W1.T                                            # (m, n_hidden)
+    a2 += params["b1"]                                       # z2: no pre-encoder bias
     np.maximum(a2, 0, out=a2)                                # a2 = ReLU(z2), in place
     norms = np.sqrt(np.einsum("ij,ij->j", W2, W2))           # ||W2[:, j]||, (n_hidden,)
     a2_sums = a2.sum(axis=0, dtype=np.float64)               # sum_i a2_i, (n_hidden,)
@@ -348,7 +352,7 @@ def relu_l1_unchecked(params, X, l1, lam):
     delta2 += (l1 * norms).astype(delta2.dtype)
     active = a2 > 0                                          # ReLU' = 1{z2 > 0}
     delta2 *= active
-    grads = _linear_decoder_grads(params, X, a2, delta3, delta2)
+    grads = _linear_decoder_grads(params, X, a2, delta3, delta2, centered=False)
     grads["W2"] += (l1 / m) * (W2 / np.where(norms > 0, norms, 1)) * a2_sums.astype(W2.dtype)
     terms = {"reconstruction": 0.5 * squared_error / m,
              "sparsity": l1 * float(a2_sums @ norms) / m,
@@ -358,9 +362,10 @@ def relu_l1_unchecked(params, X, l1, lam):
     return terms, grads, active.any(axis=0)
 
 
-def topk_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0):
+def topk_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0, aux_scale=None):
     """(terms, grads, fired) of TopK (+ AuxK), no checks; terms as ``modern_sae.topk_cost_terms``.
-    spread_floor: from ``validation.check_topk_call`` (0.0 in training: see ``check_spread``)."""
+    spread_floor: from ``validation.check_topk_call`` (0.0 in training: see ``check_spread``).
+    aux_scale: c of AuxK's weight alpha c (None: from X, as ``modern_sae.mean_prediction_scale``)."""
     W1, W2 = params["W1"], params["W2"]
     m = X.shape[0]
     a2 = _preactivations(params, X)                          # z2, (m, n_hidden)
@@ -381,13 +386,16 @@ def topk_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0):
         aux_selected = _topk_select(z2_dead, min(aux_k, dead_columns.size))
         a_aux = np.maximum(z2_dead, 0) * aux_selected        # (m, n_dead)
         W2_dead = W2[:, dead_columns]                        # (n_visible, n_dead)
+        if aux_scale is None:                                # c = (1/2m) sum_i ||x_i - x_mean||^2
+            aux_scale = 0.5 * _sum_of_squares(X - X.mean(axis=0, dtype=np.float64)) / m
+        weight = alpha * aux_scale                           # AuxK's weight in J
         e = -delta3                                          # X - x_hat, held constant
-        spread = _sum_of_squares(e - e.mean(axis=0))
-        check_spread(spread, alpha, spread_floor)
+        spread = np.float64(_sum_of_squares(e - e.mean(axis=0)))   # (a diverged run's 0: J -> inf)
+        check_spread(spread, weight, spread_floor)
         diff = a_aux @ W2_dead.T                             # e_hat, (m, n_visible)
         diff += delta3                                       # e_hat - e
-        aux = alpha * _sum_of_squares(diff) / spread
-        diff *= 2 * alpha * m / spread                       # aux_delta3
+        aux = weight * _sum_of_squares(diff) / spread
+        diff *= 2 * weight * m / spread                      # aux_delta3
         aux_delta2 = diff @ W2_dead                          # (m, n_dead)
         aux_delta2 *= a_aux > 0
         delta2[:, dead_columns] += aux_delta2
@@ -418,18 +426,21 @@ def _residual(params, X, a2):
     return delta3, _sum_of_squares(delta3)
 
 
-def _linear_decoder_grads(params, X, a2, delta3, delta2):
+def _linear_decoder_grads(params, X, a2, delta3, delta2, centered=True):
     """The gradient of both models, from their deltas (delta = m dJ/dz), all divided by m.
 
-    b2 enters twice: in x_hat (+ sum_i delta3_i) and in x_bar = x - b2
-    (- (sum_i delta2_i) W1); dJ/dW1 = sum_i delta2_i (x_i - b2)^T.
+    centered (TopK): b2 enters twice, in x_hat (+ sum_i delta3_i) and in
+    x_bar = x - b2 (- (sum_i delta2_i) W1); dJ/dW1 = sum_i delta2_i (x_i - b2)^T.
+    Not centered (ReLU + L1): dJ/db2 = sum_i delta3_i, dJ/dW1 = sum_i delta2_i x_i^T.
     """
     m = X.shape[0]
     delta2_sums = delta2.sum(axis=0, dtype=np.float64)       # (n_hidden,)
     W1, b2 = params["W1"], params["b2"]
     grad_W1 = delta2.T @ X                                   # (n_hidden, n_visible)
-    grad_W1 -= np.outer(delta2_sums, b2).astype(grad_W1.dtype)
-    grad_b2 = delta3.sum(axis=0, dtype=np.float64) - delta2_sums @ W1
+    grad_b2 = delta3.sum(axis=0, dtype=np.float64)
+    if centered:
+        grad_W1 -= np.outer(delta2_sums, b2).astype(grad_W1.dtype)
+        grad_b2 -= delta2_sums @ W1
     grads = {"W1": grad_W1, "b1": delta2_sums.astype(W1.dtype), "W2": delta3.T @ a2,
              "b2": grad_b2.astype(W1.dtype)}
     for name in PARAM_NAMES:

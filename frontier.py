@@ -10,8 +10,11 @@ al. (2024) compare methods: normalized MSE against L0.
 
     kl_sigmoid   the notes: sigmoid units, KL penalty, sweeping rho (beta 3, lambda 3e-3)
     l1_sigmoid   the blog post: sigmoid units, L1 penalty, sweeping beta (lambda 3e-3)
-    relu_l1      Anthropic's April 2024 update: ReLU, L1 weighted by decoder norms, sweeping l1
-    topk         Gao et al.: TopK, unit-norm decoder, sweeping k (and k = AUX_K_AT with AuxK)
+    relu_l1      Anthropic's April 2024 update: ReLU (no pre-encoder bias), L1 weighted by
+                 decoder norms, their recipe (input scaling, l1 warm-up, lr decay, clipping), sweeping l1
+    topk         Gao et al.: TopK, unit-norm decoder, b2 at the geometric median, sweeping k
+                 (and k = AUX_K_AT with AuxK, at the paper's relative weight and at the earlier
+                 absolute one)
 
 Every family is trained the same way: mini-batch Adam (``autoencoder.adam`` with
 ``fast.py`` for the sigmoid families, ``modern.adam_modern`` for the
@@ -31,7 +34,9 @@ Writes to --out-dir (default runs/frontier): frontier.png (normalized MSE
 against L0, log scales, one curve per family; beside it the dead fraction
 per point and TopK with and without AuxK), frontier_features.png (decoder
 columns W2[:, j] of one ReLU + L1 and one TopK model beside the notes'
-filters, rows of W1), frontier_table.md (the table of points) and
+filters, rows of W1), frontier_density.png (the feature-density histogram
+of every point, one panel per family: log10 of each latent's firing
+frequency on the test images), frontier_table.md (the table of points) and
 frontier_results.json. Runs NumPy with one OpenBLAS thread unless
 OPENBLAS_NUM_THREADS or OMP_NUM_THREADS says otherwise (small products;
 two threads stall when other programs share the cores).
@@ -68,11 +73,13 @@ from saelab.experiment import output_dir  # noqa: E402
 from saelab.training.autoencoder import SparseAutoencoder  # noqa: E402
 from saelab.training.modern import ModernAutoencoder  # noqa: E402
 
+# ReLU + L1's l1 values: chosen by the pilot in docs/frontier.md so that L0 spans TopK's k.
+RELU_L1_VALUES = (0.3, 1.0, 3.0, 10.0)
 # family -> (label in the figure and table, swept hyperparameter, default values, quick values)
 FAMILIES = {
     "kl_sigmoid": ("KL-sigmoid (the notes)", "rho", (0.01, 0.03, 0.1, 0.3), (0.03, 0.1)),
     "l1_sigmoid": ("L1-sigmoid (the blog post)", "beta", (0.03, 0.1, 0.3, 1.0), (0.1, 0.3)),
-    "relu_l1": ("ReLU + L1 (Anthropic 2024)", "l1", (0.1, 0.3, 1.0, 3.0), (0.3, 1.0)),
+    "relu_l1": ("ReLU + L1 (Anthropic, April 2024)", "l1", RELU_L1_VALUES, (1.0, 3.0)),
     "topk": ("TopK (Gao et al. 2024)", "k", (4, 8, 16, 32, 64), (4, 16)),
 }
 SIGMOID_FAMILIES = ("kl_sigmoid", "l1_sigmoid")
@@ -80,9 +87,13 @@ SIGMOID_THRESHOLD = 0.5          # what counts as firing for a sigmoid unit
 NOTES_BETA, NOTES_LAM = 3.0, 3e-3  # train_mnist.py's KL weight and weight decay
 AUX_K_AT = 4                     # TopK's k for the run with AuxK (the smallest k: most dead latents)
 AUX_K = 128                      # AuxK's k_aux (half the latents at --hidden 256)
+# AuxK's weights: None = alpha relative to the data's variance (the paper's: alpha c, c from the
+# training images); 1.0 = alpha alone in J, the weight of the earlier runs (26 times weaker on MNIST).
+AUX_SCALES = (None, 1.0)
 FEATURE_CHOICE = {"kl_sigmoid": 0.1, "relu_l1": None, "topk": 16}   # relu_l1: L0 nearest TopK's
 COLORS = {"kl_sigmoid": "tab:blue", "l1_sigmoid": "tab:green", "relu_l1": "tab:orange",
           "topk": "tab:red"}
+COLORMAPS = {"kl_sigmoid": "Blues", "l1_sigmoid": "Greens", "relu_l1": "Oranges", "topk": "Reds"}
 MARKERS = {"kl_sigmoid": "o", "l1_sigmoid": "s", "relu_l1": "D", "topk": "^"}
 # Adam's learning rate per family. The sigmoid families need a larger one: in a pilot (20,000
 # images, 8 epochs, validated on training images 50,000-59,999), KL-sigmoid at rho 0.1 reached
@@ -148,7 +159,8 @@ def sweep(family, quick, n_hidden):
     return values
 
 
-def make_estimator(family, value, *, n_hidden, lr, batch_size, epochs, seed, dtype, aux_k=None):
+def make_estimator(family, value, *, n_hidden, lr, batch_size, epochs, seed, dtype, aux_k=None,
+                   aux_scale=None):
     """The estimator of one point of the frontier."""
     common = dict(lr=lr, batch_size=batch_size, epochs=epochs, seed=seed, dtype=dtype)
     if family == "kl_sigmoid":
@@ -159,7 +171,8 @@ def make_estimator(family, value, *, n_hidden, lr, batch_size, epochs, seed, dty
                                  optimizer="adam", **common)
     if family == "relu_l1":
         return ModernAutoencoder(n_hidden, model="relu_l1", l1=value, **common)
-    return ModernAutoencoder(n_hidden, model="topk", k=value, aux_k=aux_k, **common)
+    return ModernAutoencoder(n_hidden, model="topk", k=value, aux_k=aux_k, aux_scale=aux_scale,
+                             **common)
 
 
 def evaluate(family, estimator, X_test):
@@ -178,24 +191,28 @@ def features(family, estimator):
     return params["W1"] if family in SIGMOID_FAMILIES else params["W2"].T
 
 
-def run_point(family, value, X_train, X_test, sizes, args, *, aux_k=None, stream=None):
+def run_point(family, value, X_train, X_test, sizes, args, *, aux_k=None, aux_scale=None,
+              stream=None):
     """Train one estimator, evaluate it; returns (point dict, estimator)."""
     stream = sys.stdout if stream is None else stream
     name = FAMILIES[family][1]
     lr = LEARNING_RATES[family] if args.lr is None else args.lr
     estimator = make_estimator(family, value, n_hidden=sizes["hidden"], lr=lr,
                                batch_size=args.batch_size, epochs=sizes["epochs"], seed=args.seed,
-                               dtype=args.dtype, aux_k=aux_k)
+                               dtype=args.dtype, aux_k=aux_k, aux_scale=aux_scale)
     start = time.perf_counter()
     estimator.fit(X_train, progress=False if args.quiet else stream, progress_every=10.0)
     seconds = time.perf_counter() - start
     metrics = evaluate(family, estimator, X_test)
     point = {"family": family, "parameter": name, "value": value, "aux_k": aux_k,
+             "aux_scale": aux_scale if aux_k else None,
              "l0": metrics["l0"], "l0_label": metrics["l0_label"],
              "normalized_mse": metrics["normalized_mse"], "dead_latents": metrics["dead_latents"],
              "dead_fraction": metrics["dead_fraction"], "n_hidden": metrics["n_hidden"],
-             "lr": lr, "train_seconds": seconds, "status": estimator.history_["status"]}
+             "lr": lr, "train_seconds": seconds, "status": estimator.history_["status"],
+             "firing_fractions": [float(f) for f in metrics["firing_fractions"]]}
     print(f"{family} {name}={value:g}" + (f" aux_k={aux_k}" if aux_k else "")
+          + (f" aux_scale={aux_scale:g}" if aux_k and aux_scale is not None else "")
           + f": {point['l0_label']} {point['l0']:.2f}, normalized MSE {point['normalized_mse']:.4f}, "
             f"dead {point['dead_latents']}/{point['n_hidden']}, {seconds:.1f} s", file=stream, flush=True)
     return point, estimator
@@ -208,7 +225,10 @@ def run_point(family, value, X_train, X_test, sizes, args, *, aux_k=None, stream
 
 def point_label(point):
     value = f"{point['parameter']} = {point['value']:g}"
-    return value + (f", AuxK (k_aux {point['aux_k']})" if point.get("aux_k") else "")
+    if not point.get("aux_k"):
+        return value
+    weight = "" if point.get("aux_scale") is None else ", weight alpha alone: the earlier one"
+    return value + f", AuxK (k_aux {point['aux_k']}{weight})"
 
 
 def markdown_table(points):
@@ -246,14 +266,15 @@ def save_frontier_figure(points, path, size_pixels=(1500, 600)):
         right.plot([p["l0"] for p in ps], [100 * p["dead_fraction"] for p in ps], "-", label=shown,
                    **style)
     for p in aux:
-        style = dict(color="black", marker="*", markersize=13, linestyle="none")
-        left.plot([p["l0"]], [p["normalized_mse"]], label=f"TopK k = {p['value']:g} + AuxK", **style)
-        right.plot([p["l0"]], [100 * p["dead_fraction"]], label=f"TopK k = {p['value']:g} + AuxK",
-                   **style)
+        earlier = p.get("aux_scale") is not None
+        style = dict(color="gray" if earlier else "black", marker="*", markersize=13, linestyle="none")
+        label = f"TopK k = {p['value']:g} + AuxK" + (" (earlier weight)" if earlier else "")
+        left.plot([p["l0"]], [p["normalized_mse"]], label=label, **style)
+        right.plot([p["l0"]], [100 * p["dead_fraction"]], label=label, **style)
     title = "Dead latents per point"
     for p in aux:
         twin = [q for q in plain if q["family"] == "topk" and q["value"] == p["value"]]
-        if twin:
+        if twin and p.get("aux_scale") is None:
             title += (f"\nTopK k = {p['value']:g}: {100 * twin[0]['dead_fraction']:.1f}% dead without "
                       f"AuxK, {100 * p['dead_fraction']:.1f}% with")
     left.set_xscale("log")
@@ -271,6 +292,30 @@ def save_frontier_figure(points, path, size_pixels=(1500, 600)):
     right.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
     return save_figure(figure, path)
+
+
+def save_density_figure(points, path):
+    """The feature-density histogram of every point, one panel per family (saelab/figures/density.py);
+    the swept values light to dark, TopK with AuxK dashed (black: the paper's weight, gray: the earlier)."""
+    from matplotlib import colormaps
+
+    from saelab.figures.density import save_density_panels
+
+    panels = []
+    for family, (label, _, _, _) in FAMILIES.items():
+        plain = [p for p in points if p["family"] == family and not p.get("aux_k")]
+        if not plain:
+            continue
+        colormap = colormaps[COLORMAPS[family]]
+        curves = [(point_label(p) + f" (L0 {p['l0']:.1f})", p["firing_fractions"],
+                   colormap(0.35 + 0.65 * i / max(len(plain) - 1, 1)))
+                  for i, p in enumerate(plain)]
+        curves += [(point_label(p), p["firing_fractions"],
+                    "gray" if p.get("aux_scale") is not None else "black", "--")
+                   for p in points if p["family"] == family and p.get("aux_k")]
+        threshold = "a2 > 0.5" if family in SIGMOID_FAMILIES else "a2 > 0"
+        panels.append((label, threshold, curves))
+    return save_density_panels(panels, path)
 
 
 def save_features_figure(panels, path, tile_shape=(28, 28)):
@@ -331,13 +376,16 @@ def main(argv=None):
         k = min(AUX_K_AT if not args.quick else sweep("topk", True, sizes["hidden"])[0],
                 sizes["hidden"])
         aux_k = min(AUX_K, max(1, sizes["hidden"] // 2))
-        point, _ = run_point("topk", k, X_train, X_test, sizes, args, aux_k=aux_k)
-        points.append(point)
+        for aux_scale in AUX_SCALES:
+            point, _ = run_point("topk", k, X_train, X_test, sizes, args, aux_k=aux_k,
+                                 aux_scale=aux_scale)
+            points.append(point)
 
     paths = {"figure": save_frontier_figure(points, out_dir / "frontier.png")}
     panels = feature_panels(chosen)
     if panels:
         paths["features"] = save_features_figure(panels, out_dir / "frontier_features.png")
+    paths["density"] = save_density_figure(points, out_dir / "frontier_density.png")
     wall = time.perf_counter() - wall_start
     table = markdown_table(points)
     paths["table"] = write_text(out_dir / "frontier_table.md", table + "\n")

@@ -525,18 +525,23 @@ def make_modern_problem(n_visible=8, n_hidden=8, n_examples=10, seed=0, *, k=3, 
 def kink_margins(params, X, *, k, aux_k, dead, eps=EPS) -> dict:
     """How far the net is from the kinks, and how far one step of eps can move z2.
 
-    move:     the largest change of any z2 = (X - b2) @ W1.T + b1 when one parameter
-              moves by eps: eps * max(|X - b2|, |W1|, 1) (W1[j, l] moves z2[:, j] by
-              eps x_bar[:, l]; b2[l] moves it by -eps W1[j, l]; b1[j] by eps; W2 not at all).
-    relu:     the smallest |z2| over all units (ReLU + L1 uses them all).
-    topk_relu, topk_gap: the smallest |z2| among the k selected units of each row; the
-              smallest gap between the k-th and (k+1)-th largest z2 of a row (none if k = n_hidden).
+    move:     the largest change of any z2 when one parameter moves by eps, for both
+              encoders: eps * max(|X - b2|, |X|, |W1|, 1). TopK's z2 = (X - b2) @ W1.T + b1:
+              W1[j, l] moves z2[:, j] by eps x_bar[:, l]; b2[l] by -eps W1[j, l]; b1[j] by
+              eps; W2 not at all. ReLU + L1's z2 = X @ W1.T + b1: W1[j, l] by eps X[:, l].
+    relu:     the smallest |z2| of ReLU + L1's encoder over all units (it uses them all).
+    topk_all: the smallest |z2| of TopK's encoder over all units (the checks watch every sign).
+    topk_relu, topk_gap: the smallest |z2| (TopK's encoder) among the k selected units of
+              each row; the smallest gap between the k-th and (k+1)-th largest z2 of a row
+              (none if k = n_hidden).
     aux_relu, aux_gap: the same for AuxK's aux_k among the dead latents.
     """
-    z2 = modern_sae.preactivations(params, X)                 # (m, n_hidden)
+    z2 = modern_sae.preactivations(params, X)                 # (m, n_hidden): TopK's
     x_bar = X - params["b2"]
-    margins = {"move": eps * max(np.abs(x_bar).max(), np.abs(params["W1"]).max(), 1.0),
-               "relu": np.abs(z2).min()}
+    margins = {"move": eps * max(np.abs(x_bar).max(), np.abs(X).max(), np.abs(params["W1"]).max(),
+                                 1.0),
+               "relu": np.abs(modern_sae.relu_preactivations(params, X)).min(),
+               "topk_all": np.abs(z2).min()}
     for name, values, count in (("topk", z2, k), ("aux", z2[:, dead], aux_k)):
         descending = -np.sort(-values, axis=1)
         chosen = descending[:, :count]
@@ -560,7 +565,8 @@ class KinkCrossed(ValueError):
 class ModernStage:
     """One stage of modern_sae.py's section, on ``make_modern_problem(seed)``.
 
-    model "relu_l1": J = relu_l1_cost_and_grad, every block raw.
+    model "relu_l1": J = relu_l1_cost_and_grad (no pre-encoder bias: z2 = X W1^T + b1), every
+    block raw.
     model "topk": theta -> J with W2 replaced by normalize_decoder(W2), the
     selections (and AuxK's e) frozen from the unperturbed pass; its W2 block
     is ``project_decoder_grad(W2, grads["W2"])``, the derivative of that
@@ -586,8 +592,9 @@ class ModernStage:
                                               dead=dead_latents, eps=eps)
         n_hidden, n_visible = params["W1"].shape
         dead = _dead_flags(dead_latents, n_hidden)
-        z2 = modern_sae.preactivations(params, X)
-        frozen = {"positive": z2 > 0}
+        encoder = modern_sae.relu_preactivations if self.model == "relu_l1" else modern_sae.preactivations
+        z2 = encoder(params, X)
+        frozen = {"positive": z2 > 0, "encoder": encoder}
         if self.model == "topk":
             frozen["mask"] = modern_sae.topk_mask(z2, k)
             if aux_k is not None:
@@ -650,8 +657,9 @@ class ModernStage:
 
 
 def _kinks_crossed(params, X, frozen, k, aux_k, dead):
-    """True if at these params the sign of some z2, or a TopK selection, differs from ``frozen``."""
-    z2 = modern_sae.preactivations(params, X)
+    """True if at these params the sign of some z2, or a TopK selection, differs from ``frozen``
+    (its "encoder": the model's pre-activations, TopK's by default)."""
+    z2 = frozen.get("encoder", modern_sae.preactivations)(params, X)
     if not np.array_equal(z2 > 0, frozen["positive"]):
         return True
     if "mask" in frozen and not np.array_equal(modern_sae.topk_mask(z2, k), frozen["mask"]):

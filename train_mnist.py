@@ -9,13 +9,21 @@ Adam):
 
     python train_mnist.py --penalty l1 --optimizer adam
 
+Today's models instead (modern_sae.py, docs/modern_sae.md), trained by Adam:
+
+    python train_mnist.py --model topk --k 16 --data-dir ../shared/data/mnist
+    python train_mnist.py --model relu_l1 --l1 3 --data-dir ../shared/data/mnist
+
 Writes to --out-dir: mnist_model.npz (load it with
-``train.SparseAutoencoder.load``), mnist_filters.png, mnist_training_curve.png,
+``saelab.training.loading.load_autoencoder``), mnist_filters.png, mnist_training_curve.png,
 mnist_rho_hat.png, mnist_reconstructions.png and mnist_summary.txt (with
 --animate also mnist_training.gif, the filters emerging); prints
 the summary (final cost and its parts, reconstruction MSE on the training
 images and on the test images, mean rho_hat against rho, dead units, wall
-time).
+time). With --model relu_l1 or topk the filters are the decoder columns,
+mnist_density.png (the feature-density histogram on the test images) takes
+the place of mnist_rho_hat.png, and the summary gives L0, normalized MSE
+and dead latents.
 
 Ctrl-C stops after the current step and saves the model and figures of the
 parameters reached. Exit status: 0 done, 1 missing or bad data files, 2 bad
@@ -54,6 +62,7 @@ def build_parser():
                            "10000 (default 10000)")
     experiment.add_training_arguments(parser, hidden=196, rho=0.1, lam=3e-3, iters=400,
                                       out_dir="runs/mnist")
+    experiment.add_model_arguments(parser)
     return parser
 
 
@@ -63,6 +72,7 @@ def parse_args(argv=None, parser=None):
     refuses. Loads nothing. (benchmarks/bench.py --train checks its --train-args with it.)"""
     parser = build_parser() if parser is None else parser
     args = parser.parse_args(argv)
+    experiment.check_model_options(parser, args, argv)
     for option, value, available in (("--examples", args.examples, 60_000),
                                      ("--test-examples", args.test_examples, 10_000)):
         if value > available:

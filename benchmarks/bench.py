@@ -495,22 +495,28 @@ def model_calls(models, m, n_visible, n_hidden, dtype, seed, module=modern_sae):
 
     module: ``modern_sae`` (readable) or ``fast`` (tuned).
 
-    X uniform in [0, 1) (784 pixels' range); TopK's initialization (unit-norm
-    decoder, W1 = W2^T, b2 the mean of X) for both models, ReLU + L1 with
-    l1 = 0.1 (about half the latents fire at this initialization); k =
-    n_hidden / 8; topk_auxk: every fourth latent dead, aux_k = n_hidden / 2.
+    X uniform in [0, 1) (784 pixels' range). TopK: its initialization
+    (unit-norm decoder, W1 = W2^T, b2 the geometric median of X), k =
+    n_hidden / 8; topk_auxk: every fourth latent dead, aux_k = n_hidden / 2,
+    and c given (as training passes it: ``mean_prediction_scale(X)``, once).
+    ReLU + L1: Anthropic's initialization (decoder columns of norm 0.1, W1 =
+    W2^T, both biases 0), l1 = 0.1 (about half the latents fire at this
+    initialization). The params returned are TopK's (the floor's products
+    have the same shapes for both).
     """
     rng = np.random.default_rng(seed)
     X = rng.random((m, n_visible), dtype=dtype)
     params = modern_sae.init_topk(n_visible, n_hidden, rng=rng, dtype=dtype, X=X)
+    relu_params = modern_sae.init_relu_l1(n_visible, n_hidden, rng=rng, dtype=dtype)
     k = max(1, n_hidden // 8)
     dead = np.zeros(n_hidden, dtype=bool)
     dead[::4] = True
+    c = modern_sae.mean_prediction_scale(X)
     calls = {
-        "relu_l1": lambda: module.relu_l1_cost_and_grad(params, X, l1=0.1),
+        "relu_l1": lambda: module.relu_l1_cost_and_grad(relu_params, X, l1=0.1),
         "topk": lambda: module.topk_cost_and_grad(params, X, k=k),
         "topk_auxk": lambda: module.topk_cost_and_grad(params, X, k=k, aux_k=max(1, n_hidden // 2),
-                                                       dead=dead),
+                                                       dead=dead, aux_scale=c),
     }
     return params, X, {name: calls[name] for name in models}
 

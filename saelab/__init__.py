@@ -16,7 +16,7 @@ this package holds the machinery around it, one folder per topic:
     training/     training loops and estimators
         common.py       what both share: progress lines with ETA, Ctrl-C, Adam's update
         autoencoder.py  the notes' model: L-BFGS and Adam, the SparseAutoencoder estimator
-        modern.py       ReLU + L1 and TopK: Adam, dead latents, AuxK, ModernAutoencoder
+        modern.py       ReLU + L1 and TopK: Adam, their recipes, dead latents, AuxK, ModernAutoencoder
         loading.py      a saved model of any kind as its own estimator
     files/        what is written to disk
         atomic.py       atomic writes: a file is complete or absent
@@ -24,6 +24,7 @@ this package holds the machinery around it, one folder per topic:
     figures/      what is drawn
         plots.py        filters, reconstructions, training curves, rho_hat histograms
         animation.py    filters recorded during training, drawn as a GIF
+        density.py      feature density: the histogram of log10 of each latent's firing frequency
     diagnostics.py  what a trained model does on data (FVE, rho_hat, L0, dead units)
     localization.py how localized a filter is: the spread of its energy over the tile
     softmax.py      softmax regression (UFLDL), for self-taught learning

@@ -1,7 +1,11 @@
 """The flow shared by the training scripts (train_mnist.py, train_patches.py, ...).
 
     add_training_arguments(parser, **defaults)   the model/optimizer/output options
-    model_from_args(args)                        a SparseAutoencoder from those options
+    add_model_arguments(parser)                  --model {kl,l1,relu_l1,topk}, --k, --aux-k, --l1
+                                                 (train_mnist.py); check_model_options refuses
+                                                 what does not go with the chosen model
+    model_from_args(args)                        a SparseAutoencoder (or, with --model relu_l1 /
+                                                 topk, a ModernAutoencoder) from those options
     summarize(model, X_train, X_test)            final cost parts + diagnostics on both sets
     format_summary(summary)                      the printed summary
     write_outputs(model, ...)                    model .npz + the four figures (+ summary text)
@@ -68,6 +72,7 @@ from saelab.files.atomic import atomic_write
 from saelab.diagnostics import diagnostics
 from saelab.training.autoencoder import SparseAutoencoder
 from saelab.training.common import StopOnInterrupt
+from saelab.training.modern import ModernAutoencoder
 
 # Sparsity weight used when --beta is not given, per penalty. KL: the notes'
 # 3. L1: beta * sum_j rho_hat_j penalizes every unit at every activation
@@ -140,6 +145,87 @@ def _name_max(path):
         return 255
 
 
+MODEL_CHOICES = ("kl", "l1", "relu_l1", "topk")
+MODERN_MODELS = ("relu_l1", "topk")
+DEFAULT_L1 = 1.0                # ReLU + L1's l1 when --l1 is not given
+# The options of the notes' model alone: refused (when given) with --model relu_l1 or topk.
+NOTES_ONLY = (("penalty", "--penalty"), ("rho", "--rho"), ("beta", "--beta"), ("decoder", "--decoder"),
+              ("iters", "--iters"), ("animate", "--animate"), ("animate_every", "--animate-every"))
+
+
+def add_model_arguments(parser):
+    """--model {kl,l1,relu_l1,topk} with --k, --aux-k and --l1 (train_mnist.py).
+
+    kl and l1 are the notes' model with that penalty (--penalty kl / l1);
+    relu_l1 and topk today's models (modern_sae.py), trained by Adam with
+    --lr, --batch-size, --epochs, --hidden, --lam (default 0 for them),
+    --dtype, --seed. ``check_model_options`` refuses the rest.
+    """
+    group = parser.add_argument_group("today's models (docs/modern_sae.md)")
+    group.add_argument("--model", choices=MODEL_CHOICES, default=None,
+                       help="kl, l1: the notes' sigmoid model with that penalty (same as --penalty); "
+                            "relu_l1: Anthropic's ReLU + L1 (April 2024 recipe); topk: Gao et al.'s "
+                            "TopK. relu_l1 and topk train with Adam (--lr, --batch-size, --epochs) "
+                            "and draw the decoder columns as the filters (default: the notes' model, "
+                            "--penalty)")
+    group.add_argument("--k", type=positive_int, default=None,
+                       help="--model topk: latents kept per example (required)")
+    group.add_argument("--aux-k", type=positive_int, default=None,
+                       help="--model topk: AuxK's k_aux, dead latents used per example "
+                            "(default: no AuxK)")
+    group.add_argument("--l1", type=nonnegative_float, default=None,
+                       help=f"--model relu_l1: the L1 weight l1 (default {DEFAULT_L1:g})")
+    return parser
+
+
+def is_modern(args):
+    """Whether the options ask for ReLU + L1 or TopK (``add_model_arguments``' --model)."""
+    return getattr(args, "model", None) in MODERN_MODELS
+
+
+def check_model_options(parser, args, argv=None):
+    """``parser.error`` (exit 2, one line) for options that do not go with --model; then
+    settles the options the model implies (in args): --penalty for kl / l1; Adam and, unless
+    --lam was given, lam 0 for relu_l1 / topk.
+
+    argv: the arguments parsed (None: sys.argv[1:]), to tell the options given from defaults.
+    """
+    unset = object()
+    given = {key for key, value in vars(parser.parse_args(
+        argv, namespace=argparse.Namespace(**{key: unset for key in vars(args)}))).items()
+        if value is not unset}
+    model = args.model
+    modern_options = {"k": "--k", "aux_k": "--aux-k", "l1": "--l1"}
+    allowed = {"topk": ("k", "aux_k"), "relu_l1": ("l1",)}.get(model, ())
+    for key, option in modern_options.items():
+        if key in given and key not in allowed:
+            wanted = "topk" if key in ("k", "aux_k") else "relu_l1"
+            parser.error(f"{option}: an option of --model {wanted}, not of "
+                         f"{'--model ' + model if model else 'the notes model'}")
+    if model in ("kl", "l1"):
+        if "penalty" in given and args.penalty != model:
+            parser.error(f"--penalty: --model {model} is the notes' model with the {model} penalty, "
+                         f"got --penalty {args.penalty}")
+        args.penalty = model
+    if model not in MODERN_MODELS:
+        return args
+    for key, option in NOTES_ONLY:
+        if key in given:
+            parser.error(f"{option}: an option of the notes' model, not of --model {model}")
+    if "optimizer" in given and args.optimizer != "adam":
+        parser.error(f"--optimizer: --model {model} is trained with Adam, got --optimizer {args.optimizer}")
+    args.optimizer = "adam"
+    if "lam" not in given:
+        args.lam = 0.0
+    if model == "topk":
+        if args.k is None:
+            parser.error("--k: --model topk needs k, the number of latents kept per example")
+        for option, value in (("--k", args.k), ("--aux-k", args.aux_k)):
+            if value is not None and value > args.hidden:
+                parser.error(f"{option}: expected at most --hidden {args.hidden} latents, got {value}")
+    return args
+
+
 def check_options(parser, args, *, n_visible, name, more_outputs=()):
     """``parser.error`` (exit 2, one line) for option values the run would fail on later.
 
@@ -160,6 +246,8 @@ def check_options(parser, args, *, n_visible, name, more_outputs=()):
 
     from saelab.checks import validation
 
+    if is_modern(args):
+        return _check_outputs(parser, args, name, more_outputs)
     dtype = np.dtype(args.dtype)
     tiny = float(np.finfo(dtype).tiny)
     if args.rho < tiny:
@@ -176,7 +264,12 @@ def check_options(parser, args, *, n_visible, name, more_outputs=()):
         if name in ("lam", "beta"):
             parser.error(f"--{name}: {rest} (initial weights {n_visible} -> {args.hidden}, "
                          f"--dtype {dtype})")
-    outputs = [*output_paths(args.out_dir, name).values(), animation_path(args.out_dir, name),
+    _check_outputs(parser, args, name, more_outputs)
+
+
+def _check_outputs(parser, args, name, more_outputs):
+    outputs = [*output_paths(args.out_dir, name, modern=is_modern(args)).values(),
+               animation_path(args.out_dir, name),
                *(Path(args.out_dir) / output for output in more_outputs)]
     for path in outputs:
         if path.is_dir():
@@ -245,7 +338,14 @@ def animates(args):
 
 
 def model_from_args(args):
-    """A SparseAutoencoder configured by the options of ``add_training_arguments``."""
+    """A SparseAutoencoder configured by the options of ``add_training_arguments``; with
+    ``add_model_arguments``' --model relu_l1 or topk, a ModernAutoencoder (Adam, its recipe)."""
+    if is_modern(args):
+        settings = ({"k": args.k, "aux_k": args.aux_k} if args.model == "topk"
+                    else {"l1": DEFAULT_L1 if args.l1 is None else args.l1})
+        return ModernAutoencoder(args.hidden, model=args.model, lam=args.lam, lr=args.lr,
+                                 batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
+                                 dtype=args.dtype, **settings)
     beta = DEFAULT_BETA[args.penalty] if args.beta is None else args.beta
     return SparseAutoencoder(
         args.hidden, penalty=args.penalty, rho=args.rho, beta=beta, lam=args.lam,
@@ -265,7 +365,11 @@ def summarize(model, X_train, X_test=None, unit="images", failures=None):
     unit: what one example is, for the printed summary ("images", "patches").
     failures: None (errors raise), or a list: a part that cannot be computed
     is then None in the summary and (what, None, exception) is appended.
+    A ModernAutoencoder: its metrics (L0, normalized MSE, dead latents, firing
+    fractions) instead of the notes' diagnostics.
     """
+    if isinstance(model, ModernAutoencoder):
+        return _summarize_modern(model, X_train, X_test, unit, failures)
     target = model.rho if model.penalty == "kl" else None
     summary = {
         "unit": unit,
@@ -282,6 +386,24 @@ def summarize(model, X_train, X_test=None, unit="images", failures=None):
         summary["test"] = attempt(failures, f"the diagnostics on the test {unit}", None,
                                   lambda: diagnostics(model.params_, X_test, decoder=model.decoder,
                                                       rho=target))
+    return summary
+
+
+def _summarize_modern(model, X_train, X_test, unit, failures):
+    summary = {
+        "unit": unit,
+        "modern": True,
+        "hyperparameters": model.hyperparameters(),
+        "m_train": int(X_train.shape[0]),
+        "cost_terms": attempt(failures, "the final cost J", None, lambda: model.cost_terms(X_train)),
+        "train": attempt(failures, f"the metrics on the training {unit}", None,
+                         lambda: model.metrics(X_train)),
+        "test": None,
+        "history": model.history_,
+    }
+    if X_test is not None:
+        summary["test"] = attempt(failures, f"the metrics on the test {unit}", None,
+                                  lambda: model.metrics(X_test))
     return summary
 
 
@@ -313,6 +435,8 @@ def format_summary(summary):
     """The summary as printed at the end of a run (several lines)."""
     h, terms, train = summary["hyperparameters"], summary["cost_terms"], summary["train"]
     history = summary["history"]
+    if summary.get("modern"):
+        return _format_modern_summary(summary)
     lines = [
         f"Summary: {summary['m_train']} training examples, {h['n_visible']} -> {h['n_hidden']}, "
         f"{h['penalty']} penalty (beta {h['beta']:g}" + (f", rho {h['rho']:g}" if h["penalty"] == "kl" else "")
@@ -346,6 +470,49 @@ def format_summary(summary):
     return "\n".join(lines)
 
 
+def _format_modern_summary(summary):
+    """format_summary for ReLU + L1 and TopK: the settings, J as trained, L0 / normalized MSE /
+    dead latents on the training and test examples."""
+    h, terms, history = summary["hyperparameters"], summary["cost_terms"], summary["history"]
+    if h["model"] == "topk":
+        what = f"TopK (Gao et al. 2024), k {h['k']}"
+        if h["aux_k"] is not None:
+            weight = "relative to the data's variance" if h["aux_scale"] is None else f"times {h['aux_scale']:g}"
+            what += f", AuxK k_aux {h['aux_k']} alpha {h['alpha']:g} ({weight})"
+    else:
+        what = (f"ReLU + L1 (Anthropic, April 2024), l1 {h['l1']:g}, l1 warm-up {h['l1_warmup']:g} "
+                f"and lr decay {h['lr_decay']:g} of the steps, gradient clipped at "
+                f"{h['clip_grad_norm']}, inputs scaled by {history.get('input_scale', 1.0):.4g}")
+    lines = [f"Summary: {summary['m_train']} training examples, {h['n_visible']} -> {h['n_hidden']}, "
+             f"{what}, lam {h['lam']:g}, {h['dtype']}, seed {h['seed']}",
+             f"  optimizer:        Adam, {history['epoch'][-1]} epochs of batch {h['batch_size']} at lr "
+             f"{h['lr']:g} ({len(history['step_cost'])} steps): {history['message']}"]
+    if history["status"] != "done":
+        lines.append(f"  NOTE: training ended early ({history['status']}); these are the last "
+                     f"parameters reached")
+    if terms is None:
+        lines.append("  final cost J:     not computed (the error is on stderr)")
+    else:
+        scaled = " (on the scaled inputs, as trained)" if history.get("input_scale", 1.0) != 1.0 else ""
+        lines.append(f"  final cost J:     {terms['cost']:.6g} = reconstruction {terms['reconstruction']:.6g}"
+                     f" + sparsity {terms['sparsity']:.6g} + weight decay {terms['weight_decay']:.6g}"
+                     f"{scaled}")
+    unit = summary.get("unit", "images")
+    for part in ("train", "test"):
+        metrics = summary[part]
+        if metrics is None:
+            if part == "train":
+                lines.append("  metrics:          not computed (the error is on stderr)")
+            continue
+        lines.append(f"  {part + ':':<17} L0 {metrics['l0']:.2f}, normalized MSE "
+                     f"{metrics['normalized_mse']:.4f}, dead latents {metrics['dead_latents']} of "
+                     f"{metrics['n_hidden']} (never fire on the {metrics['m']} {part} {unit})")
+    if "train_seconds" in summary:
+        lines.append(f"  wall time:        {summary['train_seconds']:.1f} s training, "
+                     f"{summary['wall_seconds']:.1f} s in all")
+    return "\n".join(lines)
+
+
 def _diagnostics_lines(summary):
     """The summary's lines from the diagnostics (one line saying so if they failed)."""
     train, test = summary["train"], summary["test"]
@@ -375,10 +542,14 @@ def _diagnostics_lines(summary):
 # ---------------------------------------------------------------------------
 
 
-def output_paths(out_dir, name):
-    """Where ``write_outputs`` puts the model, the four figures and the summary."""
+def output_paths(out_dir, name, modern=False):
+    """Where ``write_outputs`` puts the model, the four figures and the summary.
+
+    modern (ReLU + L1, TopK): the feature-density histogram NAME_density.png
+    takes the place of the rho_hat histogram.
+    """
     out_dir = Path(out_dir)
-    return {
+    paths = {
         "model": out_dir / f"{name}_model.npz",
         "filters": out_dir / f"{name}_filters.png",
         "training_curve": out_dir / f"{name}_training_curve.png",
@@ -386,6 +557,12 @@ def output_paths(out_dir, name):
         "reconstructions": out_dir / f"{name}_reconstructions.png",
         "summary": out_dir / f"{name}_summary.txt",
     }
+    if modern:
+        del paths["rho_hat"]
+        paths = {**{key: paths[key] for key in ("model", "filters", "training_curve")},
+                 "density": out_dir / f"{name}_density.png",
+                 **{key: paths[key] for key in ("reconstructions", "summary")}}
+    return paths
 
 
 def animation_path(out_dir, name):
@@ -412,18 +589,32 @@ def write_outputs(model, summary, out_dir, name, *, tile_shape, X_examples,
     """
     from saelab.figures import plots  # matplotlib only when figures are written
 
-    targets = output_paths(out_dir, name)
+    modern = isinstance(model, ModernAutoencoder)
+    targets = output_paths(out_dir, name, modern=modern)
     del targets["summary"]
     info = {"tile_shape": list(tile_shape), **(info or {})}
     W1 = model.params_["W1"]
+    if modern and filters is None:
+        filters = model.params_["W2"].T                 # the decoder columns: each latent's feature
 
     def rho_hat_histogram(path):
         if summary["train"] is None:
             raise ValueError("it needs the diagnostics on the training examples, which failed")
         return plots.save_rho_hat_histogram(summary["train"]["rho_hat"], path, rho=summary["train"]["rho"])
 
+    def density_histogram(path):
+        from saelab.figures.density import save_density_histogram
+
+        part = "test" if summary.get("test") is not None else "train"
+        if summary[part] is None:
+            raise ValueError("it needs the metrics on the examples, which failed")
+        return save_density_histogram(summary[part]["firing_fractions"], path,
+                                      title=f"Feature density of the {model.n_hidden} latents on the "
+                                            f"{summary[part]['m']} {part} {summary.get('unit', 'images')}")
+
     writers = {
         "model": ("the model", lambda path: model.save(path, extra=extra, info=info)),
+        "density": ("the feature-density histogram", density_histogram),
         "filters": ("the filters figure", lambda path: plots.save_filter_grid(
             W1 if filters is None else filters(W1) if callable(filters) else filters, path, tile_shape)),
         "training_curve": ("the training curve", lambda path: plots.save_training_curve(model.history_, path)),
@@ -495,9 +686,14 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
     stage = "training"
     try:
         with StopOnInterrupt() as interrupt:
-            print(f"Training {name}: {X_train.shape[0]} examples x {X_train.shape[1]} inputs -> "
-                  f"{model.n_hidden} hidden units, {model.optimizer}, {model.penalty} penalty",
-                  file=stream, flush=True)
+            if isinstance(model, ModernAutoencoder):
+                what = {"topk": f"TopK k {model.k}", "relu_l1": f"ReLU + L1 l1 {model.l1:g}"}[model.model]
+                print(f"Training {name}: {X_train.shape[0]} examples x {X_train.shape[1]} inputs -> "
+                      f"{model.n_hidden} latents, adam, {what}", file=stream, flush=True)
+            else:
+                print(f"Training {name}: {X_train.shape[0]} examples x {X_train.shape[1]} inputs -> "
+                      f"{model.n_hidden} hidden units, {model.optimizer}, {model.penalty} penalty",
+                      file=stream, flush=True)
             train_start = time.perf_counter()
             model.fit(X_train, callback=interrupt.chain(callback),
                       progress=False if args.quiet else stream)
@@ -522,7 +718,7 @@ def run(args, X_train, X_test=None, *, name, tile_shape, value_range=(0.0, 1.0),
             summary["train_seconds"] = train_seconds
             summary["wall_seconds"] = time.perf_counter() - start_time
             summary["interrupted"] = interrupt.requested
-            summary_path = output_paths(out_dir, name)["summary"]
+            summary_path = output_paths(out_dir, name, modern=isinstance(model, ModernAutoencoder))["summary"]
             text = attempt(failures, "the summary", summary_path, lambda: format_summary(summary))
             if text is not None and attempt(failures, "the summary", summary_path,
                                             lambda: write_summary(text, summary_path)):

@@ -259,6 +259,7 @@ MODERN_CASES = [
     ("relu_l1", dict(l1=0.3)), ("relu_l1", dict(l1=0.0, lam=0.01)),
     ("topk", dict(k=1)), ("topk", dict(k=5, lam=0.01)), ("topk", dict(k=13)),
     ("topk_auxk", dict(k=4, aux_k=3, alpha=0.5)), ("topk_auxk", dict(k=4, aux_k=13, lam=0.01)),          # aux_k above the 5 dead
+    ("topk_auxk", dict(k=4, aux_k=3, alpha=0.5, aux_scale=2.5)),     # a fixed c, as training passes it
 ]
 
 

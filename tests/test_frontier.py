@@ -11,7 +11,8 @@ import frontier
 from conftest import MNIST_DIR
 from test_mnist import write_split
 
-OUTPUTS = ("frontier.png", "frontier_features.png", "frontier_table.md", "frontier_results.json")
+OUTPUTS = ("frontier.png", "frontier_features.png", "frontier_density.png", "frontier_table.md",
+           "frontier_results.json")
 
 
 @pytest.fixture
@@ -35,10 +36,14 @@ def check_outputs(out_dir, expected_points):
         assert p["l0_label"] == ("L0 (a2 > 0.5)" if p["family"] in frontier.SIGMOID_FAMILIES else "L0")
         assert 0 <= p["l0"] <= p["n_hidden"] and p["normalized_mse"] > 0
         assert 0 <= p["dead_fraction"] <= 1
+        fractions = np.array(p["firing_fractions"])
+        assert fractions.shape == (p["n_hidden"],) and np.count_nonzero(fractions == 0) == p["dead_latents"]
     topk = [p for p in points if p["family"] == "topk"]
     assert any(p["aux_k"] for p in topk) and any(not p["aux_k"] for p in topk)
+    assert sorted(str(p["aux_scale"]) for p in topk if p["aux_k"]) == ["1.0", "None"]   # both weights
     table = (out_dir / "frontier_table.md").read_text()
     assert table.count("\n") == expected_points + 2 and "(a2 > 0.5)" in table and "AuxK" in table
+    assert "weight alpha alone: the earlier one" in table
     return results
 
 
@@ -47,7 +52,7 @@ def test_quick_run_on_real_mnist(tmp_path, capsys, one_blas_thread):
     out_dir = tmp_path / "frontier"
     assert frontier.main(["--data-dir", str(MNIST_DIR), "--quick", "--quiet",
                           "--out-dir", str(out_dir)]) == 0
-    results = check_outputs(out_dir, expected_points=2 * 4 + 1)
+    results = check_outputs(out_dir, expected_points=2 * 4 + 2)
     assert results["settings"]["quick"] and results["settings"]["hidden"] == 32
     out = capsys.readouterr().out
     assert "| TopK (Gao et al. 2024) | k = 4, AuxK (k_aux 16) |" in out and "wall time" in out
@@ -61,7 +66,7 @@ def test_quick_run_on_fake_mnist(tmp_path, monkeypatch, capsys, one_blas_thread)
     out_dir = tmp_path / "out"
     assert frontier.main(["--data-dir", str(data_dir), "--quick", "--quiet", "--examples", "60",
                           "--test-examples", "20", "--hidden", "8", "--out-dir", str(out_dir)]) == 0
-    check_outputs(out_dir, expected_points=2 * 4 + 1)
+    check_outputs(out_dir, expected_points=2 * 4 + 2)
 
 
 def test_sweeps_and_settings():
@@ -86,6 +91,8 @@ def test_table_rows_by_hand():
                         "| 3 of 256 (1.2%) | 40.0 |")
     assert lines[3] == ("| TopK (Gao et al. 2024) | k = 4, AuxK (k_aux 128) | 4.00 | 0.3000 "
                         "| 0 of 256 (0.0%) | 30.0 |")
+    earlier = frontier.markdown_table([{**points[1], "aux_scale": 1.0}]).splitlines()[2]
+    assert "| k = 4, AuxK (k_aux 128, weight alpha alone: the earlier one) |" in earlier
 
 
 def test_bench_times_the_modern_models_against_the_floor(capsys):

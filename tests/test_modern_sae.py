@@ -1,6 +1,6 @@
 """modern_sae.py: ReLU + L1 and TopK (+ AuxK) against the per-example loops, against
 central differences away from the kinks, the frozen selections, the unit-norm decoder,
-initialization and validation."""
+AuxK's relative weight, the geometric median, initialization and validation."""
 
 import numpy as np
 import pytest
@@ -75,15 +75,16 @@ def test_topk_matches_the_loop(net, data, lam):
 
 
 @settings(max_examples=40, deadline=None)
-@given(net=nets, data=st.data(), alpha=st.floats(0, 2))
-def test_topk_with_auxk_matches_the_loop(net, data, alpha):
+@given(net=nets, data=st.data(), alpha=st.floats(0, 2),
+       aux_scale=st.one_of(st.none(), st.floats(0, 5)))
+def test_topk_with_auxk_matches_the_loop(net, data, alpha, aux_scale):
     n_visible, n_hidden, m, seed, unit = net
     params, X = make_net(n_visible, n_hidden, m, seed, unit=unit)
     k = data.draw(st.integers(1, n_hidden), label="k")
     aux_k = data.draw(st.integers(1, n_hidden), label="aux_k")
     dead = np.array(data.draw(st.lists(st.booleans(), min_size=n_hidden, max_size=n_hidden),
                               label="dead"))
-    kwargs = dict(k=k, aux_k=aux_k, alpha=alpha, dead=dead)
+    kwargs = dict(k=k, aux_k=aux_k, alpha=alpha, dead=dead, aux_scale=aux_scale)
     assert_same(*ms.topk_cost_and_grad(params, X, **kwargs), *loop_topk_cost_and_grad(params, X, **kwargs))
 
 
@@ -96,9 +97,12 @@ EPS = 1e-6
 
 def _frozen_objective(params, X, model, k, aux_k, alpha, dead):
     """J with the selections and AuxK's e frozen at params, and a record of crossed kinks."""
-    z2 = ms.preactivations(params, X)
-    frozen = {"positive": z2 > 0, "mask": ms.topk_mask(z2, k)}
-    settings = dict(k=k, mask=frozen["mask"])
+    encoder = ms.relu_preactivations if model == "relu_l1" else ms.preactivations
+    z2 = encoder(params, X)
+    frozen = {"positive": z2 > 0, "encoder": encoder}
+    if model != "relu_l1":
+        frozen["mask"] = ms.topk_mask(z2, k)
+    settings = dict(k=k, mask=ms.topk_mask(ms.preactivations(params, X), k))
     if aux_k is not None:
         frozen["aux_mask"] = ms.auxk_mask(z2, dead, aux_k)
         x_hat = ms.decode_linear(params, frozen["mask"] * np.maximum(z2, 0))
@@ -126,8 +130,8 @@ def test_gradients_match_central_differences_away_from_kinks(net, data, model):
     assume(model != "auxk" or dead.any())
     margins = gradcheck.kink_margins(params, X, k=k, aux_k=min(aux_k or 1, max(dead.sum(), 1)),
                                      dead=dead if dead.any() else ~dead, eps=EPS)
-    wanted = {"relu_l1": ["relu"], "topk": ["relu", "topk_gap"],
-              "auxk": ["relu", "topk_gap", "aux_gap"]}[model]
+    wanted = {"relu_l1": ["relu"], "topk": ["topk_all", "topk_gap"],
+              "auxk": ["topk_all", "topk_gap", "aux_gap"]}[model]
     assume(all(margins.get(name, np.inf) > 10 * margins["move"] for name in wanted))
 
     cost, crossed = _frozen_objective(params, X, "relu_l1" if model == "relu_l1" else "topk",
@@ -255,8 +259,10 @@ def test_auxk_mask_uses_only_dead_latents():
 def test_encoders_decoder_and_terms():
     params, X = make_net()
     z2 = (X - params["b2"]) @ params["W1"].T + params["b1"]
+    z2_relu = X @ params["W1"].T + params["b1"]                # ReLU + L1: no pre-encoder bias
     np.testing.assert_allclose(ms.preactivations(params, X), z2)
-    np.testing.assert_allclose(ms.encode_relu(params, X), np.maximum(z2, 0))
+    np.testing.assert_allclose(ms.relu_preactivations(params, X), z2_relu)
+    np.testing.assert_allclose(ms.encode_relu(params, X), np.maximum(z2_relu, 0))
     a2 = ms.encode_topk(params, X, 2)
     assert np.all((a2 > 0).sum(axis=1) <= 2) and np.all(a2 >= 0)
     np.testing.assert_allclose(ms.decode_linear(params, a2), a2 @ params["W2"].T + params["b2"])
@@ -264,7 +270,7 @@ def test_encoders_decoder_and_terms():
     terms = ms.relu_l1_cost_terms(params, X, l1=0.7, lam=0.1)
     assert set(terms) == {"reconstruction", "sparsity", "weight_decay", "cost"}
     assert terms["cost"] == pytest.approx(ms.relu_l1_cost_and_grad(params, X, l1=0.7, lam=0.1)[0])
-    x_hat = ms.decode_linear(params, np.maximum(z2, 0))
+    x_hat = ms.decode_linear(params, np.maximum(z2_relu, 0))
     assert terms["reconstruction"] == pytest.approx(np.sum((x_hat - X) ** 2) / (2 * len(X)))
 
     dead = np.array([False, True, False, True, True])
@@ -290,19 +296,95 @@ def test_float32_stays_float32():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("init, norm", [(ms.init_relu_l1, 0.1), (ms.init_topk, 1.0)])
-def test_init(init, norm):
-    X = np.random.default_rng(0).random((20, 6))
-    params = init(6, 4, rng=0, X=X)
+def check_tied(params, norm):
     assert sae.check_params(params) is params
     np.testing.assert_allclose(ms.column_norms(params["W2"]), norm)
     np.testing.assert_array_equal(params["W1"], params["W2"].T)
     assert not np.shares_memory(params["W1"], params["W2"])
-    np.testing.assert_allclose(params["b2"], X.mean(axis=0))
     assert not params["b1"].any()
-    assert not init(6, 4, rng=0)["b2"].any()
-    assert init(6, 4, rng=0, dtype=np.float32)["W2"].dtype == np.float32
-    np.testing.assert_array_equal(init(6, 4, rng=1)["W2"], init(6, 4, rng=1)["W2"])
+
+
+def test_init_relu_l1_is_anthropics():
+    params = ms.init_relu_l1(6, 4, rng=0)
+    check_tied(params, ms.RELU_L1_INIT_NORM)
+    assert not params["b2"].any()                               # both biases 0
+    assert ms.init_relu_l1(6, 4, rng=0, dtype=np.float32)["W2"].dtype == np.float32
+    np.testing.assert_array_equal(ms.init_relu_l1(6, 4, rng=1)["W2"], ms.init_relu_l1(6, 4, rng=1)["W2"])
+
+
+def test_init_topk_puts_b2_at_the_geometric_median():
+    X = np.random.default_rng(0).random((20, 6)) ** 3
+    params = ms.init_topk(6, 4, rng=0, X=X)
+    check_tied(params, 1.0)
+    np.testing.assert_allclose(params["b2"], ms.geometric_median(X))
+    assert not np.allclose(params["b2"], X.mean(axis=0), atol=1e-3)   # not the mean
+    assert not ms.init_topk(6, 4, rng=0)["b2"].any()
+    assert ms.init_topk(6, 4, rng=0, dtype=np.float32, X=X)["b2"].dtype == np.float32
+
+
+# ---------------------------------------------------------------------------
+# The geometric median (Weiszfeld)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("X, median", [
+    ([[0.0], [1.0], [10.0]], [1.0]),                                     # 1-D: the ordinary median
+    ([[0.0], [1.0], [2.0], [50.0], [-7.0]], [1.0]),
+    ([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]], [0.0, 0.0]),  # symmetric: the centre
+    ([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]], [0.5, np.sqrt(3) / 6]),   # equilateral: centroid
+    ([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [(3 - np.sqrt(3)) / 6] * 2),  # Fermat point: 120 degrees
+    ([[0.0, 0.0], [10.0, 0.0], [5.0, 0.5]], [5.0, 0.5]),                 # an angle over 120: the vertex
+    ([[2.0, 3.0, 4.0]] * 3, [2.0, 3.0, 4.0]),                            # all rows the same
+])
+def test_geometric_median_of_known_cases(X, median):
+    np.testing.assert_allclose(ms.geometric_median(np.array(X)), median, atol=1e-7)
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 12), n=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_geometric_median_minimizes_the_sum_of_distances(m, n, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, n)) * rng.uniform(0.1, 10)
+    y = ms.geometric_median(X)
+    total = lambda point: np.sum(np.sqrt(np.sum((X - point) ** 2, axis=1)))   # noqa: E731
+    scale = np.sqrt(np.mean(np.sum((X - X.mean(axis=0)) ** 2, axis=1))) + 1e-300
+    assert total(y) <= total(X.mean(axis=0)) * (1 + 1e-12)
+    for direction in rng.standard_normal((10, n)):
+        step = 1e-3 * scale * direction / np.linalg.norm(direction)
+        assert total(y) <= total(y + step) * (1 + 1e-8)
+
+
+def test_geometric_median_is_robust_and_refuses_bad_input():
+    X = np.vstack([np.zeros((9, 2)), [[1000.0, 1000.0]]])       # one far-away row
+    np.testing.assert_allclose(ms.geometric_median(X), [0.0, 0.0], atol=1e-6)
+    assert ms.geometric_median(X)[0] < X.mean(axis=0)[0] / 100  # the mean is pulled to 100
+    with pytest.raises(ValueError, match="^X:"):
+        ms.geometric_median(np.array([1.0, np.nan]).reshape(1, 2))
+    with pytest.raises(ValueError, match="^X:"):
+        ms.geometric_median(np.zeros(3))
+
+
+# ---------------------------------------------------------------------------
+# AuxK's weight: alpha relative to the data's variance
+# ---------------------------------------------------------------------------
+
+
+def test_auxk_weight_is_alpha_times_the_mean_predictions_reconstruction_term():
+    params, X = make_net(seed=2)
+    dead = np.array([False, True, False, True, True])
+    c = ms.mean_prediction_scale(X)
+    assert c == pytest.approx(np.sum((X - X.mean(axis=0)) ** 2) / (2 * len(X)))
+    assert_same(*ms.topk_cost_and_grad(params, X, k=2, aux_k=2, alpha=0.5, dead=dead),
+                *ms.topk_cost_and_grad(params, X, k=2, aux_k=2, alpha=0.5, dead=dead, aux_scale=c),
+                rtol=1e-14)
+    one = ms.topk_cost_terms(params, X, k=2, aux_k=2, alpha=0.5, dead=dead, aux_scale=1.0)["auxk"]
+    relative = ms.topk_cost_terms(params, X, k=2, aux_k=2, alpha=0.5, dead=dead)["auxk"]
+    assert relative == pytest.approx(c * one)
+    # OpenAI's loss, reconstruction / c + alpha L_aux, times the constant c: J.
+    plain = ms.topk_cost_terms(params, X, k=2)["reconstruction"]
+    openai_loss = plain / c + one                         # one = alpha L_aux (aux_scale 1)
+    assert ms.topk_cost_terms(params, X, k=2, aux_k=2, alpha=0.5, dead=dead)["cost"] == \
+        pytest.approx(c * openai_loss)
 
 
 # ---------------------------------------------------------------------------
@@ -320,6 +402,8 @@ BAD_CALLS = [
     (ms.topk_cost_and_grad, dict(k=2.0), "k"),
     (ms.topk_cost_and_grad, dict(k=2, aux_k=9, dead=DEAD), "aux_k"),
     (ms.topk_cost_and_grad, dict(k=2, alpha=-1.0), "alpha"),
+    (ms.topk_cost_and_grad, dict(k=2, aux_scale=-1.0), "aux_scale"),
+    (ms.topk_cost_and_grad, dict(k=2, aux_scale=float("inf")), "aux_scale"),
     (ms.topk_cost_and_grad, dict(k=2, aux_k=2, dead=DEAD[:3]), "dead"),
     (ms.topk_cost_and_grad, dict(k=2, aux_k=2, dead=DEAD.astype(int)), "dead"),
     (ms.topk_cost_and_grad, dict(k=2, mask=np.ones((7, 5), bool)), "mask"),

@@ -43,23 +43,40 @@ def test_dead_latent_tracker_counts_examples_since_each_latent_fired():
 # --- the optimizer ------------------------------------------------------------------
 
 
-def test_first_topk_step_projects_steps_and_renormalizes(data):
+def test_first_topk_steps_normalize_project_then_step(data, monkeypatch):
+    """OpenAI's order: the gradient at W2 as it is, then W2 normalized, the gradient projected
+    against the normalized columns, the Adam step; the next forward pass sees the stepped W2."""
     params = modern_sae.init_topk(12, 8, rng=1, X=data)
     lr = 1e-2
+    seen = []
+    real = fast.topk_unchecked
+
+    def spy(params_, X, *rest):
+        seen.append({name: value.copy() for name, value in params_.items()})
+        return real(params_, X, *rest)
+
+    monkeypatch.setattr(fast, "topk_unchecked", spy)
     trained, _ = adam_modern(params, data, model="topk", k=3, lr=lr, batch_size=len(data),
                              epochs=1, rng=0, progress=False)
     _, grads = modern_sae.topk_cost_and_grad(params, data, k=3)
-    grads["W2"] = modern_sae.project_decoder_grad(params["W2"], grads["W2"])
-    for name in ("W1", "b1", "b2"):                      # t = 1: the step is lr g / (|g| + eps)
-        expected = params[name] - lr * grads[name] / (np.abs(grads[name]) + 1e-8)
+    unit = modern_sae.normalize_decoder(params["W2"])            # already unit at the start
+    grads["W2"] = modern_sae.project_decoder_grad(unit, grads["W2"])
+    for name in params:                                  # t = 1: the step is lr g / (|g| + eps)
+        start = unit if name == "W2" else params[name]
+        expected = start - lr * grads[name] / (np.abs(grads[name]) + 1e-8)
         np.testing.assert_allclose(trained[name], expected, rtol=1e-10, atol=1e-12)
-    stepped = params["W2"] - lr * grads["W2"] / (np.abs(grads["W2"]) + 1e-8)
-    np.testing.assert_allclose(trained["W2"], modern_sae.normalize_decoder(stepped), rtol=1e-10)
-    np.testing.assert_allclose(np.linalg.norm(trained["W2"], axis=0), 1.0, rtol=1e-12)
+    norms = np.linalg.norm(trained["W2"], axis=0)
+    assert not np.allclose(norms, 1.0, rtol=1e-6) and np.allclose(norms, 1.0, rtol=0.05)
+
+    seen.clear()
+    two, _ = adam_modern(params, data, model="topk", k=3, lr=lr, batch_size=len(data), epochs=2,
+                         rng=0, progress=False)
+    np.testing.assert_array_equal(seen[1]["W2"], trained["W2"])   # step 2's forward: not renormalized
+    assert not np.allclose(np.linalg.norm(two["W2"], axis=0), 1.0, rtol=1e-6)
 
 
 def test_first_relu_l1_step_is_plain_adam(data):
-    params = modern_sae.init_relu_l1(12, 8, rng=2, X=data)
+    params = modern_sae.init_relu_l1(12, 8, rng=2)
     lr = 1e-2
     trained, _ = adam_modern(params, data, model="relu_l1", l1=0.5, lr=lr, batch_size=len(data),
                              epochs=1, rng=0, progress=False)
@@ -69,9 +86,78 @@ def test_first_relu_l1_step_is_plain_adam(data):
         np.testing.assert_allclose(trained[name], expected, rtol=1e-10, atol=1e-12)
 
 
+def test_schedules_warm_up_l1_and_decay_the_rate():
+    factors = [train_modern.schedule(t, 20, 0.1, 0.25) for t in range(1, 21)]   # W = 2, D = 5
+    assert [f[0] for f in factors[:4]] == [0.0, 0.5, 1.0, 1.0]
+    assert [f[1] for f in factors[14:]] == [1.0, 1.0, 0.8, 0.6, 0.4, 0.2]
+    assert train_modern.schedule(1, 20, 0.0, 0.0) == (1.0, 1.0)
+
+
+def test_the_relu_l1_recipe_warms_up_clips_and_decays(data, monkeypatch):
+    params = modern_sae.init_relu_l1(12, 8, rng=2)
+    l1_seen = []
+    real = fast.relu_l1_unchecked
+
+    def spy(params_, X, l1, lam):
+        l1_seen.append(l1)
+        return real(params_, X, l1, lam)
+
+    monkeypatch.setattr(fast, "relu_l1_unchecked", spy)
+    lr = 1e-2
+    trained, history = adam_modern(params, data, model="relu_l1", l1=0.5, lr=lr, batch_size=12,
+                                   epochs=2, rng=0, progress=False,
+                                   l1_warmup=0.25, lr_decay=0.2, clip_grad_norm=0.5)
+    assert l1_seen[:6] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5] and l1_seen[-1] == 0.5   # W = 5 of 20
+    assert 0 < history["clipped_steps"] <= 20                   # steps whose gradient was above 0.5
+    _, grads = modern_sae.relu_l1_cost_and_grad(params, data[np.random.default_rng(0).permutation(120)[:12]],
+                                                l1=0.0)
+    clipped, norm = train_modern.clip_gradient(grads, 0.5)
+    assert norm > 0.5
+    total = np.sqrt(sum(np.sum(g ** 2) for g in clipped.values()))
+    assert total == pytest.approx(0.5)
+    for name in grads:                                  # the direction is kept
+        np.testing.assert_allclose(clipped[name], grads[name] * 0.5 / norm)
+    assert train_modern.clip_gradient(grads, None)[0] is grads
+
+
+def test_input_scaling_and_folding(data):
+    s = train_modern.input_scale(data)
+    assert np.mean(np.sum((s * data) ** 2, axis=1)) == pytest.approx(data.shape[1])
+    model = ModernAutoencoder(10, model="relu_l1", l1=0.05, epochs=2, batch_size=32, lr=1e-2,
+                              seed=1).fit(data, progress=False)
+    assert model.input_scaling and model.history_["input_scale"] == pytest.approx(s)
+    trained = train_modern.fold_input_scale(model.params_, 1 / s)      # the params as trained, on s X
+    np.testing.assert_allclose(model.encode(data), modern_sae.encode_relu(trained, s * data),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.reconstruct(data),
+                               modern_sae.decode_linear(trained, modern_sae.encode_relu(trained, s * data)) / s,
+                               rtol=1e-10, atol=1e-12)
+    terms = model.cost_terms(data)
+    assert terms["cost"] == pytest.approx(modern_sae.relu_l1_cost_terms(trained, s * data, l1=0.05)["cost"])
+    back = train_modern.fold_input_scale(trained, s)
+    for name in back:
+        np.testing.assert_allclose(back[name], model.params_[name], rtol=1e-14)
+    with pytest.raises(ValueError, match="^X:"):
+        train_modern.input_scale(np.zeros((3, 4)))
+
+
+def test_auxk_weight_defaults_to_the_datas_variance(data):
+    params = modern_sae.init_topk(12, 10, rng=5, X=data)
+    _, history = adam_modern(params, data, model="topk", k=2, aux_k=4, batch_size=40, epochs=1,
+                             rng=0, progress=False)
+    assert history["aux_scale"] == pytest.approx(modern_sae.mean_prediction_scale(data))
+    _, history = adam_modern(params, data, model="topk", k=2, aux_k=4, aux_scale=1.0, batch_size=40,
+                             epochs=1, rng=0, progress=False)
+    assert history["aux_scale"] == 1.0
+
+
 @pytest.mark.parametrize("model, settings", [("relu_l1", {"l1": 0.05}), ("topk", {"k": 3})])
 def test_training_lowers_the_cost_and_is_reproducible(data, model, settings):
-    init = modern_sae.init_topk if model == "topk" else modern_sae.init_relu_l1
+    def init(*args, **kwargs):
+        if model == "topk":
+            return modern_sae.init_topk(*args, **kwargs)
+        return modern_sae.init_relu_l1(*args, **{k: v for k, v in kwargs.items() if k != "X"})
+
     params = init(12, 10, rng=3, X=data)
     a, history = adam_modern(params, data, model=model, lr=1e-2, batch_size=16, epochs=6, rng=4,
                              progress=False, **settings)
@@ -90,9 +176,9 @@ def test_auxk_gets_the_dead_mask_and_revives_latents(data, monkeypatch):
     seen = []
     real = fast.topk_unchecked
 
-    def spy(params_, X, k, aux_k, alpha, dead, lam):
+    def spy(params_, X, k, aux_k, alpha, dead, lam, *rest):
         seen.append(None if dead is None else dead.copy())
-        return real(params_, X, k, aux_k, alpha, dead, lam)
+        return real(params_, X, k, aux_k, alpha, dead, lam, *rest)
 
     monkeypatch.setattr(fast, "topk_unchecked", spy)
     _, history = adam_modern(params, data, model="topk", k=2, aux_k=4, lr=1e-2, batch_size=30,
@@ -119,7 +205,7 @@ def test_progress_lines_show_l0_normalized_mse_and_dead_fraction(data):
 
 
 def test_nonfinite_stops_with_the_last_finite_params(data, monkeypatch):
-    params = modern_sae.init_relu_l1(12, 10, rng=7, X=data)
+    params = modern_sae.init_relu_l1(12, 10, rng=7)
     real = fast.relu_l1_unchecked
     seen = []
 
@@ -155,6 +241,10 @@ def test_callback_stops_cleanly(data):
     ({"model": "relu_l1", "l1": -1.0}, "l1"), ({"model": "topk", "k": 2, "aux_k": 0}, "aux_k"),
     ({"model": "topk", "k": 2, "lr": 0.0}, "lr"), ({"model": "topk", "k": 2, "dead_window": 0},
                                                    "dead_window"),
+    ({"model": "relu_l1", "l1_warmup": 1.0}, "l1_warmup"), ({"model": "relu_l1", "lr_decay": -0.1},
+                                                             "lr_decay"),
+    ({"model": "relu_l1", "clip_grad_norm": 0.0}, "clip_grad_norm"),
+    ({"model": "topk", "k": 2, "aux_k": 2, "aux_scale": -1.0}, "aux_scale"),
 ])
 def test_bad_arguments_are_refused_by_name(data, kwargs, match):
     params = modern_sae.init_topk(12, 10, rng=0)
@@ -188,6 +278,17 @@ def test_saved_model_loads_and_encodes_with_its_own_encoder(tmp_path, data, mode
     metrics = loaded.metrics(data)
     assert metrics["l0"] == pytest.approx(np.count_nonzero(A2) / len(data))
     assert metrics["l0_label"] == "L0" and 0 < metrics["normalized_mse"] < 1
+    density = loaded.feature_density(data)                  # the estimator's feature density
+    assert density["dead"] == metrics["dead_latents"]
+    assert density["counts"].sum() == 10 - metrics["dead_latents"]
+    np.testing.assert_allclose(10 ** density["log10_density"],
+                               metrics["firing_fractions"][metrics["firing_fractions"] > 0])
+    from saelab.figures.density import save_density_histogram
+    figure = save_density_histogram(metrics["firing_fractions"], tmp_path / "density.png")
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="^fractions:"):
+        save_density_histogram(np.zeros((2, 2)), tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
 
 
 def test_notes_model_still_loads_as_itself(tmp_path, data):
@@ -208,6 +309,24 @@ def test_unknown_model_name_is_refused(tmp_path):
     for load in (train.SparseAutoencoder.load, ModernAutoencoder.load):
         with pytest.raises(ValueError, match="gated"):
             load(path)
+
+
+def test_old_relu_l1_files_are_refused(tmp_path):
+    params = modern_sae.init_relu_l1(4, 3, rng=0)
+    path = save_model(tmp_path / "old.npz", params, {"model": "relu_l1", "l1": 1.0})
+    with pytest.raises(ValueError, match="before the April 2024 recipe"):
+        load_autoencoder(path)
+
+
+def test_estimator_recipes_and_refusals(data):
+    relu = ModernAutoencoder(10, model="relu_l1")
+    assert (relu.input_scaling, relu.l1_warmup, relu.lr_decay, relu.clip_grad_norm) == (True, 0.05, 0.2, 0.5)
+    topk = ModernAutoencoder(10, model="topk", k=2)
+    assert (topk.input_scaling, topk.l1_warmup, topk.lr_decay, topk.clip_grad_norm) == (False, 0.0, 0.0, None)
+    with pytest.raises(TypeError, match="^input_scaling:"):
+        ModernAutoencoder(10, model="relu_l1", input_scaling=1)
+    with pytest.raises(ValueError, match="^lr_decay:"):
+        ModernAutoencoder(10, model="relu_l1", lr_decay=1.5)
 
 
 def test_estimator_refuses_bad_settings_and_unfitted_use(data):

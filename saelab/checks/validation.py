@@ -553,13 +553,15 @@ def check_relu_l1_call(params, X, l1, lam):
 
 
 def check_topk_call(params, X, k, aux_k, alpha, dead, lam, mask=None, aux_mask=None,
-                    aux_target=None):
+                    aux_target=None, aux_scale=None):
     """Check the arguments of modern_sae.topk_cost_and_grad.
 
-    Returns (params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target, spread_floor):
+    Returns (params, X, k, aux_k, alpha, dead, lam, aux_scale, mask, aux_mask, aux_target,
+    spread_floor):
     k an int in [1, n_hidden]; aux_k None or an int in [1, n_hidden], and then
     m >= 2 (AuxK divides by the spread of the residuals over the batch);
-    alpha, lam Python floats >= 0; dead None or bool (n_hidden,); mask None or
+    alpha, lam Python floats >= 0; aux_scale None (computed from X by the
+    caller) or a Python float >= 0; dead None or bool (n_hidden,); mask None or
     bool (m, n_hidden) with k True per row; aux_mask None or bool (m, n_hidden)
     True only on dead latents; aux_target None or (m, n_visible) finite;
     spread_floor for ``check_spread`` (``check_modern_magnitudes``).
@@ -574,6 +576,8 @@ def check_topk_call(params, X, k, aux_k, alpha, dead, lam, mask=None, aux_mask=N
             raise ValueError(f"aux_k: AuxK divides by the spread of the residuals over the "
                              f"batch, which needs m >= 2 examples, got m = {m}")
     alpha = check_nonnegative("alpha", alpha)
+    if aux_scale is not None:
+        aux_scale = check_nonnegative("aux_scale", aux_scale)
     dead = check_dead(dead, n_hidden)
     lam = check_nonnegative("lam", lam)
     mask = check_mask("mask", mask, (m, n_hidden), per_row=k)
@@ -586,16 +590,25 @@ def check_topk_call(params, X, k, aux_k, alpha, dead, lam, mask=None, aux_mask=N
         if aux_target.shape[0] != m:
             raise ValueError(f"aux_target: expected shape {X.shape} like X, got {aux_target.shape}")
     use_aux = aux_k is not None and dead is not None and bool(dead.any())
+    # AuxK's weight in J is alpha * c, c = aux_scale; without aux_scale, the caller computes c
+    # from X: (1/2m) sum_i ||x_i - x_mean||^2, at most (1/2m) sum_i ||x_i||^2 <= n_visible x_max^2 / 2.
+    scale_bound = ((X.shape[1] * x_max * x_max / 2, "X") if aux_scale is None
+                   else (aux_scale, "aux_scale"))
     spread_floor = check_modern_magnitudes(params, m, x_max, lam=lam, alpha=alpha if use_aux else None,
-                                           target_max=target_max)
-    return params, X, k, aux_k, alpha, dead, lam, mask, aux_mask, aux_target, spread_floor
+                                           target_max=target_max, aux_scale=scale_bound)
+    return params, X, k, aux_k, alpha, dead, lam, aux_scale, mask, aux_mask, aux_target, spread_floor
 
 
 def check_spread(spread, alpha=0.0, floor=0.0):
     """Raise if the residuals' spread sum ||e - mean(e)||^2 is 0: AuxK's L_aux is undefined;
     or (the checked entry points) if it is at most alpha * floor, ``floor`` from
     ``check_modern_magnitudes``: then alpha L_aux or its gradient, which divide by it, could
-    overflow. Training passes no floor: there such a batch makes J non-finite, and the run stops."""
+    overflow. Training passes no floor: there such a batch makes J non-finite, and the run stops.
+    Without a floor (training), a spread that is 0, NaN or infinite (a diverging run's
+    residuals, rounded to one value or overflowed) is not refused either: J comes out
+    non-finite, and training stops as "nonfinite"."""
+    if floor == 0.0 and not 0 < spread < math.inf:
+        return
     if not spread > 0:
         raise ValueError("aux_k: every residual e = x - x_hat of the batch is the same, so "
                          "AuxK's normalization sum ||e - mean(e)||^2 is 0")
@@ -632,7 +645,7 @@ def check_modern_X(X, params):
 
 
 def check_modern_magnitudes(params, m, x_max, *, l1=0.0, lam=0.0, alpha=None, target_max=None,
-                            encoder_only=False):
+                            encoder_only=False, aux_scale=None):
     """check_magnitudes for the modern models (modern_sae.py, fast.py's twins); returns spread_floor.
 
     Bounds every intermediate of relu_l1_cost_and_grad / topk_cost_and_grad
@@ -646,7 +659,8 @@ def check_modern_magnitudes(params, m, x_max, *, l1=0.0, lam=0.0, alpha=None, ta
     number refuses the call, naming the argument with the largest factor in
     it (X, params['W1'], ..., l1, lam, alpha, aux_target) and its value.
 
-    alpha: None without AuxK (or no dead latent), else AuxK's weight;
+    alpha: None without AuxK (or no dead latent), else AuxK's alpha; aux_scale: None, or
+    (a bound of c, the argument behind it: "X" or "aux_scale"), AuxK's weight being alpha c;
     target_max: max |aux_target| if given. AuxK divides by the residuals'
     spread s = sum ||e - mean(e)||^2, known only after the forward pass: the
     returned spread_floor F is such that every AuxK value stays below the
@@ -660,7 +674,8 @@ def check_modern_magnitudes(params, m, x_max, *, l1=0.0, lam=0.0, alpha=None, ta
     norm = _param_norms(params, limit)
     n_hidden, n_visible = params["W1"].shape
     shown = {"X": f"values up to {x_max:.4g} are", "aux_target": f"values up to {target_max or 0.0:.4g} are",
-             "l1": f"{l1!r} is", "lam": f"{lam!r} is", "alpha": f"{alpha!r} is"}
+             "l1": f"{l1!r} is", "lam": f"{lam!r} is", "alpha": f"{alpha!r} is",
+             "aux_scale": f"{aux_scale[0]!r} is" if aux_scale else ""}
     shown.update({f"params['{name}']": f"|{name}| = {norm[name]:.4g} is" for name in PARAM_NAMES})
 
     def named(name, value):                      # a bound: (value, the argument behind it)
@@ -710,6 +725,9 @@ def check_modern_magnitudes(params, m, x_max, *, l1=0.0, lam=0.0, alpha=None, ta
         return 0.0
     alpha_ = named("alpha", alpha)
     require(alpha_, "AuxK's weight alpha")
+    if aux_scale is not None and alpha > 0:
+        alpha_ = times(alpha_, (float(aux_scale[0]), aux_scale[1]))     # the weight alpha c
+        require(alpha_, "AuxK's weight alpha c")
     e = delta3 if target_max is None else times(root, named("aux_target", target_max))
     miss = plus(decoded, e)                                   # ||e_hat_i - e_i||
     require(times(rows, plus(times(e, e, (4.0, None)), e)), "AuxK's spread sum ||e - mean(e)||^2")
