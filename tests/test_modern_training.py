@@ -335,3 +335,31 @@ def test_estimator_refuses_bad_settings_and_unfitted_use(data):
     with pytest.raises(RuntimeError, match="not fitted"):
         ModernAutoencoder(10, model="topk", k=2).encode(data)
     assert train_modern.DEFAULT_DEAD_WINDOW == 10_000
+
+
+# Issue 20: AuxK training survives a last mini-batch of one row, and refuses batch_size 1.
+def test_batch_bounds_join_a_short_last_batch():
+    from saelab.training.modern import batch_bounds
+
+    assert batch_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert batch_bounds(9, 4) == [(0, 4), (4, 8), (8, 9)]
+    assert batch_bounds(9, 4, min_rows=2) == [(0, 4), (4, 9)]
+    assert batch_bounds(1, 4, min_rows=2) == [(0, 1)]
+    assert batch_bounds(8, 4, min_rows=2) == [(0, 4), (4, 8)]
+
+
+def test_auxk_with_a_one_row_last_batch_trains_to_the_end(data):
+    m = 2 * 16 + 1                                       # m % batch_size == 1
+    X = data[:m]
+    params = modern_sae.init_topk(12, 60, rng=3, X=X)     # 60 latents, 1 kept: many never fire
+    trained, history = adam_modern(params, X, model="topk", k=1, aux_k=4, batch_size=16, epochs=3,
+                                   dead_window=16, rng=0, progress=False, lr=1e-2)
+    assert history["status"] == "done", history["message"]
+    assert history["steps_per_epoch"] == 2 and len(history["step_cost"]) == 6
+    assert max(history["dead_fraction"]) > 0               # AuxK had dead latents to work on
+    with pytest.raises(ValueError, match="batch_size: AuxK .* at least 2 rows, got 1"):
+        adam_modern(params, X, model="topk", k=2, aux_k=4, batch_size=1, progress=False)
+    with pytest.raises(ValueError, match="X: AuxK .* at least 2 examples, got 1"):
+        adam_modern(params, X[:1], model="topk", k=2, aux_k=4, progress=False)
+    with pytest.raises(ValueError, match="batch_size: AuxK"):
+        ModernAutoencoder(10, model="topk", k=2, aux_k=4, batch_size=1)

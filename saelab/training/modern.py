@@ -299,9 +299,16 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
     rng = sae.as_generator(rng)
     X = sae.check_X(X, params, decoder=None)         # once: checked, in the params' dtype
     m = X.shape[0]
-    steps_per_epoch = math.ceil(m / batch_size)
-    total_steps = epochs * steps_per_epoch
     use_dead = model == "topk" and aux_k is not None
+    if use_dead and batch_size < 2:
+        raise ValueError(f"batch_size: AuxK divides by the spread of the residuals over a "
+                         f"mini-batch, which needs at least 2 rows, got {batch_size}")
+    if use_dead and m < 2:
+        raise ValueError(f"X: AuxK divides by the spread of the residuals over a mini-batch, "
+                         f"which needs at least 2 examples, got {m}")
+    bounds = batch_bounds(m, batch_size, min_rows=2 if use_dead else 1)
+    steps_per_epoch = len(bounds)
+    total_steps = epochs * steps_per_epoch
     if use_dead and aux_scale is None:
         aux_scale = modern_sae.mean_prediction_scale(X)   # once, on all of X (OpenAI: mse_scale)
     cost_and_grad, cost_terms, encode = _model_functions(model, k=k, aux_k=aux_k, alpha=alpha,
@@ -348,8 +355,8 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
     for epoch in range(1, epochs + 1):
         order = rng.permutation(m)
         epoch_costs = []
-        for start_row in range(0, m, batch_size):
-            batch = X[order[start_row:start_row + batch_size]]      # (<= batch_size, n_visible)
+        for start_row, stop_row in bounds:
+            batch = X[order[start_row:stop_row]]                    # (about batch_size, n_visible)
             l1_factor, lr_factor = schedule(t + 1, total_steps, l1_warmup, lr_decay)
             l1_now = l1 * l1_factor
             with np.errstate(**QUIET):
@@ -392,6 +399,20 @@ def adam_modern(params, X, *, model, l1=1.0, k=None, aux_k=None, alpha=1 / 32, l
         history["dead_fraction"].append(tracker.dead_fraction)
         finish_epoch(history, float(np.mean(epoch_costs)), start)
     return params, history
+
+
+def batch_bounds(m, batch_size, min_rows=1):
+    """[(start, stop)] of one epoch's mini-batches over m rows: batch_size rows each, the last
+    one what is left; a last batch of fewer than min_rows rows joins the one before it.
+
+    AuxK needs min_rows = 2: it divides by the spread of the residuals over the batch, which
+    is 0 for one row (m % batch_size == 1 would otherwise end every epoch on such a batch).
+    """
+    bounds = [(start, min(start + batch_size, m)) for start in range(0, m, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_rows:
+        _, stop = bounds.pop()
+        bounds[-1] = (bounds[-1][0], stop)
+    return bounds
 
 
 def input_scale(X):
@@ -472,6 +493,9 @@ class ModernAutoencoder:
                                           else clip_grad_norm)
         self.lr = check_positive_real("lr", lr)
         self.batch_size = validation.check_count("batch_size", batch_size)
+        if self.model == "topk" and self.aux_k is not None and self.batch_size < 2:
+            raise ValueError(f"batch_size: AuxK divides by the spread of the residuals over a "
+                             f"mini-batch, which needs at least 2 rows, got {batch_size}")
         self.epochs = validation.check_count("epochs", epochs)
         self.dead_window = validation.check_count("dead_window", dead_window)
         self.seed = validation.check_seed("seed", seed)
