@@ -65,6 +65,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from saelab import diagnostics  # noqa: E402
+from saelab.checks import memory  # noqa: E402
 from saelab.data import mnist  # noqa: E402
 import sparse_autoencoder as sae  # noqa: E402
 from saelab.checks.argtypes import nonempty_path, nonnegative_int, positive_float, positive_int  # noqa: E402
@@ -110,7 +111,7 @@ def build_parser():
         description="Train four families of sparse autoencoders on MNIST and draw the "
                     "sparsity-reconstruction frontier (normalized MSE against L0 on the test images).",
         epilog="Runs NumPy with one OpenBLAS thread unless OPENBLAS_NUM_THREADS or OMP_NUM_THREADS "
-               "says otherwise.")
+               "says otherwise. " + EXIT_STATUS_HELP)
     parser.add_argument("--data-dir", type=nonempty_path, default=Path("data/mnist"),
                         help="folder with the four MNIST IDX files (raw or .gz); missing ones are "
                              "downloaded into it (default data/mnist)")
@@ -141,6 +142,44 @@ def build_parser():
                         help="folder for the figures, the table and the results (default runs/frontier)")
     parser.add_argument("--quiet", action="store_true", help="one line per run, no progress lines")
     return parser
+
+
+EXIT_OK, EXIT_DATA, EXIT_RUN_FAILED, EXIT_OUTPUT_FAILED = 0, 1, 3, 4
+EXIT_STATUS_HELP = ("Exit status: 0 every run trained and every output was written; 1 missing or "
+                    "bad data files; 2 bad options; 3 a run diverged or failed (it is marked so "
+                    "in the table and results, left out of the figures, and every output is "
+                    "still written); 4 an output could not be written (one line each on stderr; "
+                    "the others are written).")
+DIVERGED_NMSE = 10.0             # a normalized MSE above this is 10x worse than predicting the mean
+
+
+def parse_args(argv=None, parser=None):
+    """The options, with what a run would fail on later refused now in one line (exit 2):
+    sizes beyond MNIST or memory, a test set too small for the normalized MSE, and AuxK
+    (TopK's extra run) with fewer than 2 training images or a batch of 1."""
+    parser = build_parser() if parser is None else parser
+    args = parser.parse_args(argv)
+    sizes = settings(args)
+    for option, value, available in (("--examples", sizes["examples"], 60_000),
+                                     ("--test-examples", sizes["test_examples"], 10_000)):
+        if value > available:
+            parser.error(f"{option}: MNIST has {available} images in that split, got {value}")
+    if sizes["test_examples"] < 2:
+        parser.error(f"--test-examples: the normalized MSE divides by the test images' variance, "
+                     f"which needs at least 2 images, got {sizes['test_examples']}")
+    if "topk" in args.families and sizes["examples"] < 2:
+        parser.error(f"--examples: TopK's AuxK run divides by the residuals' spread over a "
+                     f"mini-batch, which needs at least 2 training images, got {sizes['examples']}")
+    if "topk" in args.families and args.batch_size < 2:
+        parser.error(f"--batch-size: TopK's AuxK run divides by the residuals' spread over a "
+                     f"mini-batch, which needs at least 2 rows, got {args.batch_size}")
+    problem = memory.training_memory_error(
+        m=sizes["examples"] + sizes["test_examples"], n_visible=784, n_hidden=sizes["hidden"],
+        itemsize=4 if args.dtype == "float32" else 8, optimizer="adam",
+        data_option="--examples")
+    if problem is not None:
+        parser.error(problem[1])
+    return args
 
 
 def settings(args):
@@ -201,9 +240,20 @@ def run_point(family, value, X_train, X_test, sizes, args, *, aux_k=None, aux_sc
                                batch_size=args.batch_size, epochs=sizes["epochs"], seed=args.seed,
                                dtype=args.dtype, aux_k=aux_k, aux_scale=aux_scale)
     start = time.perf_counter()
-    estimator.fit(X_train, progress=False if args.quiet else stream, progress_every=10.0)
-    seconds = time.perf_counter() - start
-    metrics = evaluate(family, estimator, X_test)
+    try:
+        estimator.fit(X_train, progress=False if args.quiet else stream, progress_every=10.0)
+        seconds = time.perf_counter() - start
+        with np.errstate(all="ignore"):                   # a diverged model's metrics overflow
+            metrics = evaluate(family, estimator, X_test)
+    except (ValueError, ArithmeticError) as exc:          # this run only: the others go on
+        seconds = time.perf_counter() - start
+        point = {"family": family, "parameter": name, "value": value, "aux_k": aux_k,
+                 "aux_scale": aux_scale if aux_k else None, "lr": lr, "train_seconds": seconds,
+                 "status": "failed", "outcome": "failed",
+                 "message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+        print(f"{family} {name}={value:g}" + (f" aux_k={aux_k}" if aux_k else "")
+              + f": FAILED ({point['message']})", file=stream, flush=True)
+        return point, None
     point = {"family": family, "parameter": name, "value": value, "aux_k": aux_k,
              "aux_scale": aux_scale if aux_k else None,
              "l0": metrics["l0"], "l0_label": metrics["l0_label"],
@@ -211,11 +261,45 @@ def run_point(family, value, X_train, X_test, sizes, args, *, aux_k=None, aux_sc
              "dead_fraction": metrics["dead_fraction"], "n_hidden": metrics["n_hidden"],
              "lr": lr, "train_seconds": seconds, "status": estimator.history_["status"],
              "firing_fractions": [float(f) for f in metrics["firing_fractions"]]}
+    point["outcome"] = outcome(point)
+    if point["outcome"] != "ok":
+        point["message"] = estimator.history_.get("message", "") if point["status"] != "done" else (
+            f"normalized MSE {point['normalized_mse']:.3g} on the test images (above "
+            f"{DIVERGED_NMSE:g}, or not finite): the run diverged; try a smaller --lr")
     print(f"{family} {name}={value:g}" + (f" aux_k={aux_k}" if aux_k else "")
           + (f" aux_scale={aux_scale:g}" if aux_k and aux_scale is not None else "")
           + f": {point['l0_label']} {point['l0']:.2f}, normalized MSE {point['normalized_mse']:.4f}, "
-            f"dead {point['dead_latents']}/{point['n_hidden']}, {seconds:.1f} s", file=stream, flush=True)
+            f"dead {point['dead_latents']}/{point['n_hidden']}, {seconds:.1f} s"
+          + ("" if point["outcome"] == "ok" else f"  DIVERGED ({point['message']})"),
+          file=stream, flush=True)
     return point, estimator
+
+
+def outcome(point):
+    """"ok", or "diverged": training stopped on a non-finite cost, or the model's normalized
+    MSE on the test images is not finite or above DIVERGED_NMSE."""
+    nmse = point["normalized_mse"]
+    if point["status"] not in ("done", "stopped") or not np.isfinite(nmse) or nmse > DIVERGED_NMSE:
+        return "diverged"
+    return "ok"
+
+
+def drawable(points):
+    """The points the log-log figures can show: trained ("ok"), with L0 > 0 and normalized MSE > 0."""
+    return [p for p in points if p.get("outcome") == "ok" and p["l0"] > 0 and p["normalized_mse"] > 0]
+
+
+def left_out_note(points):
+    """One line naming the points not drawn and why ("" when every point is drawn)."""
+    shown = {id(p) for p in drawable(points)}
+    reasons = []
+    for p in points:
+        if id(p) in shown:
+            continue
+        why = (p["outcome"] if p.get("outcome") != "ok" else
+               "L0 = 0: no latent fires" if p["l0"] <= 0 else "normalized MSE 0")
+        reasons.append(f"{FAMILIES[p['family']][0].split(' (')[0]} {point_label(p)} ({why})")
+    return "not drawn: " + "; ".join(reasons) if reasons else ""
 
 
 # ---------------------------------------------------------------------------
@@ -232,21 +316,32 @@ def point_label(point):
 
 
 def markdown_table(points):
+    """The table of every point; a run that diverged or failed says so in place of its numbers."""
     lines = ["| family | setting | L0 (test) | normalized MSE (test) | dead latents | train s |",
              "|---|---|---|---|---|---|"]
     for p in points:
+        if p.get("outcome", "ok") == "failed":
+            lines.append(f"| {FAMILIES[p['family']][0]} | {point_label(p)} | FAILED: "
+                         f"{p['message']} | | | {p['train_seconds']:.1f} |")
+            continue
         l0 = f"{p['l0']:.2f}" + (" (a2 > 0.5)" if p["family"] in SIGMOID_FAMILIES else "")
+        nmse = f"{p['normalized_mse']:.4g}" if p.get("outcome", "ok") != "ok" else f"{p['normalized_mse']:.4f}"
+        if p.get("outcome", "ok") == "diverged":
+            nmse += " (DIVERGED)"
         lines.append(f"| {FAMILIES[p['family']][0]} | {point_label(p)} | {l0} | "
-                     f"{p['normalized_mse']:.4f} | {p['dead_latents']} of {p['n_hidden']} "
+                     f"{nmse} | {p['dead_latents']} of {p['n_hidden']} "
                      f"({100 * p['dead_fraction']:.1f}%) | {p['train_seconds']:.1f} |")
     return "\n".join(lines)
 
 
 def save_frontier_figure(points, path, size_pixels=(1500, 600)):
     """Left: normalized MSE against L0 (log-log), one curve per family, sigmoid families hollow.
-    Right: the dead fraction of every point against its L0, and TopK with and without AuxK."""
+    Right: the dead fraction of every point against its L0, and TopK with and without AuxK.
+    Only ``drawable`` points are drawn; a line at the bottom names the others and why."""
     from saelab.figures.plots import new_figure, save_figure
 
+    note = left_out_note(points)
+    points = drawable(points)
     figure = new_figure(size_pixels)
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.35, 1]})
     plain = [p for p in points if not p.get("aux_k")]
@@ -283,14 +378,18 @@ def save_frontier_figure(points, path, size_pixels=(1500, 600)):
     left.set_ylabel("normalized MSE on the test images (1 - FVE)")
     left.set_title("Sparsity-reconstruction frontier, MNIST")
     left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=8)
     right.set_xscale("log")
     right.set_xlabel("L0 (as on the left)")
     right.set_ylabel("dead latents (%): never fire on the test images")
     right.set_title(title, fontsize=11)
     right.grid(True, which="both", alpha=0.3)
-    right.legend(fontsize=8, loc="upper right")
-    figure.tight_layout()
+    if points:
+        left.legend(fontsize=8)
+        right.legend(fontsize=8, loc="upper right")
+    figure.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
+    if note:
+        figure.text(0.01, 0.01, note[:220] + ("..." if len(note) > 220 else ""), fontsize=8,
+                    color="darkred")
     return save_figure(figure, path)
 
 
@@ -301,6 +400,7 @@ def save_density_figure(points, path):
 
     from saelab.figures.density import save_density_panels
 
+    points = [p for p in points if p.get("outcome") == "ok"]       # trained: firing fractions
     panels = []
     for family, (label, _, _, _) in FAMILIES.items():
         plain = [p for p in points if p["family"] == family and not p.get("aux_k")]
@@ -345,19 +445,14 @@ def write_text(path, text):
 def main(argv=None):
     wall_start = time.perf_counter()
     load_start = _load_average()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     sizes = settings(args)
-    for option, value, available in (("--examples", sizes["examples"], 60_000),
-                                     ("--test-examples", sizes["test_examples"], 10_000)):
-        if value > available:
-            parser.error(f"{option}: MNIST has {available} images in that split, got {value}")
     try:
         X_train, _ = mnist.load_mnist(args.data_dir, "train", n=sizes["examples"], dtype=args.dtype)
         X_test, _ = mnist.load_mnist(args.data_dir, "test", n=sizes["test_examples"], dtype=args.dtype)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_DATA
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"Frontier: {sizes['examples']} training images, {sizes['test_examples']} test images, "
@@ -371,7 +466,8 @@ def main(argv=None):
         for value in sweep(family, args.quick, sizes["hidden"]):
             point, estimator = run_point(family, value, X_train, X_test, sizes, args)
             points.append(point)
-            chosen.setdefault(family, []).append((point, estimator))
+            if point["outcome"] == "ok":
+                chosen.setdefault(family, []).append((point, estimator))
     if "topk" in args.families:
         k = min(AUX_K_AT if not args.quick else sweep("topk", True, sizes["hidden"])[0],
                 sizes["hidden"])
@@ -381,24 +477,46 @@ def main(argv=None):
                                  aux_scale=aux_scale)
             points.append(point)
 
-    paths = {"figure": save_frontier_figure(points, out_dir / "frontier.png")}
+    table = markdown_table(points)
+    failures, paths = [], {}
+    outputs = [("figure", out_dir / "frontier.png", lambda path: save_frontier_figure(points, path)),
+               ("table", out_dir / "frontier_table.md", lambda path: write_text(path, table + "\n"))]
+    if any(p["outcome"] == "ok" for p in points):          # a histogram needs a trained model
+        outputs.insert(1, ("density", out_dir / "frontier_density.png",
+                           lambda path: save_density_figure(points, path)))
     panels = feature_panels(chosen)
     if panels:
-        paths["features"] = save_features_figure(panels, out_dir / "frontier_features.png")
-    paths["density"] = save_density_figure(points, out_dir / "frontier_density.png")
+        outputs.insert(1, ("features", out_dir / "frontier_features.png",
+                           lambda path: save_features_figure(panels, path)))
+    for what, path, write in outputs:          # each output on its own: one failure loses no other
+        try:
+            paths[what] = write(path)
+        except (OSError, ValueError, RuntimeError) as exc:
+            failures.append(f"error: {what} {path}: {type(exc).__name__}: {exc}")
     wall = time.perf_counter() - wall_start
-    table = markdown_table(points)
-    paths["table"] = write_text(out_dir / "frontier_table.md", table + "\n")
     results = {"settings": {**sizes, "batch_size": args.batch_size, "lr": args.lr, "dtype": args.dtype,
                             "seed": args.seed, "quick": args.quick},
                "points": points, "wall_seconds": wall,
                "load_average": {"start": load_start, "end": _load_average()}}
-    paths["results"] = write_text(out_dir / "frontier_results.json", json.dumps(results, indent=1) + "\n")
+    try:
+        paths["results"] = write_text(out_dir / "frontier_results.json",
+                                      json.dumps(results, indent=1, allow_nan=True) + "\n")
+    except (OSError, ValueError) as exc:
+        failures.append(f"error: results {out_dir / 'frontier_results.json'}: {exc}")
     print(table)
     print(f"wall time {wall:.1f} s (1-minute load average {load_start} at the start, "
           f"{results['load_average']['end']} at the end); wrote "
           + ", ".join(str(p) for p in paths.values()), flush=True)
-    return 0
+    bad = [p for p in points if p["outcome"] != "ok"]
+    for line in failures:
+        print(line, file=sys.stderr)
+    if bad:
+        print(f"error: {len(bad)} of {len(points)} runs diverged or failed: "
+              + "; ".join(f"{p['family']} {point_label(p)}: {p['outcome']}" for p in bad),
+              file=sys.stderr)
+    if failures:
+        return EXIT_OUTPUT_FAILED
+    return EXIT_RUN_FAILED if bad else EXIT_OK
 
 
 def _load_average():

@@ -104,3 +104,57 @@ def test_bench_times_the_modern_models_against_the_floor(capsys):
     params, X, calls = bench.model_calls(["topk_auxk"], 30, 10, 8, np.float64, 0)
     cost, grads = calls["topk_auxk"]()
     assert np.isfinite(cost) and set(grads) == set(params)
+
+
+# ---------------------------------------------------------------------------
+# Issue 20: frontier.py keeps what it trained, marks what diverged, refuses early
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--test-examples", "1"], "--test-examples"),
+    (["--examples", "1"], "--examples"),
+    (["--batch-size", "1"], "--batch-size"),
+    (["--hidden", "100000000000"], "--hidden"),
+    (["--examples", "60001"], "--examples"),
+])
+def test_what_a_run_would_fail_on_is_refused_in_one_line(argv, option, capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        frontier.main(["--quick", "--data-dir", str(tmp_path), *argv])
+    assert info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ": error: " + option in last, last
+
+
+def test_outcome_drawable_and_the_note_of_what_is_not_drawn():
+    def point(family, value, l0, nmse, status="done"):
+        return {"family": family, "parameter": frontier.FAMILIES[family][1], "value": value,
+                "aux_k": None, "l0": l0, "normalized_mse": nmse, "status": status}
+
+    points = [point("topk", 4, 4.0, 0.4), point("relu_l1", 3, 0.0, 1.0),
+              point("relu_l1", 1, 2.0, 3e34), point("topk", 8, 8.0, float("nan")),
+              point("kl_sigmoid", 0.1, 5.0, 0.3, status="nonfinite")]
+    for p in points:
+        p["outcome"] = frontier.outcome(p)
+    assert [p["outcome"] for p in points] == ["ok", "ok", "diverged", "diverged", "diverged"]
+    assert frontier.drawable(points) == points[:1]
+    note = frontier.left_out_note(points)
+    assert "ReLU + L1 l1 = 3 (L0 = 0: no latent fires)" in note and note.count("(diverged)") == 3
+    assert frontier.left_out_note(points[:1]) == ""
+
+
+def test_a_diverging_family_keeps_every_output_and_exits_3(tmp_path, capsys, one_blas_thread):
+    if not MNIST_DIR.is_dir():
+        pytest.skip(f"real MNIST not found in {MNIST_DIR}")
+    out_dir = tmp_path / "out"
+    status = frontier.main(["--quick", "--quiet", "--data-dir", str(MNIST_DIR), "--out-dir",
+                            str(out_dir), "--families", "kl_sigmoid", "relu_l1", "--lr", "1e8"])
+    captured = capsys.readouterr()
+    assert status == frontier.EXIT_RUN_FAILED
+    points = json.loads((out_dir / "frontier_results.json").read_text())["points"]
+    diverged = [p for p in points if p["outcome"] == "diverged"]
+    assert {p["family"] for p in diverged} == {"relu_l1"} and len(diverged) == 2
+    assert all(p["message"] for p in diverged)
+    assert (out_dir / "frontier.png").stat().st_size > 0
+    assert "(DIVERGED)" in (out_dir / "frontier_table.md").read_text()
+    assert "2 of 4 runs diverged or failed" in captured.err
