@@ -49,9 +49,10 @@ import math
 
 import numpy as np
 
-from saelab.checks.validation import (check_A2, check_decoder, check_decoder_grad, check_init, check_k,
-                        check_matrix, check_modern_X, check_params, check_relu_l1_call,
-                        check_spread, check_topk_call, check_z2)
+from saelab.checks.validation import (check_A2, check_count, check_dead, check_decoder,
+                                     check_decoder_grad, check_init, check_k, check_matrix,
+                                     check_modern_X, check_params, check_relu_l1_call,
+                                     check_spread, check_topk_call, check_z2)
 
 __all__ = ["loop_relu_l1_cost_and_grad", "loop_topk_cost_and_grad", "MODELS", "init_relu_l1", "init_topk",
            "geometric_median", "relu_l1_cost_and_grad", "relu_l1_cost_terms",
@@ -226,7 +227,10 @@ def auxk_mask(z2, dead, aux_k):
     place of a dead one whose z2 is negative, and either gives ReLU 0.
     (dictionary_learning's reimplementation sets the live ones to -inf instead.)
     """
-    return _auxk_mask(check_z2(z2), dead, aux_k)
+    z2 = check_z2(z2)
+    dead = check_dead(dead, z2.shape[1])
+    aux_k = check_count("aux_k", aux_k)
+    return _auxk_mask(z2, np.zeros(z2.shape[1], dtype=bool) if dead is None else dead, aux_k)
 
 
 def _auxk_mask(z2, dead, aux_k):
@@ -239,8 +243,21 @@ def _auxk_mask(z2, dead, aux_k):
 
 
 def column_norms(W2):
-    """||W2[:, j]|| for every latent j, shape (n_hidden,)."""
-    return np.sqrt(np.sum(W2 ** 2, axis=0))
+    """||W2[:, j]|| for every latent j, shape (n_hidden,).
+
+    A column so small that its squares underflow (norm below sqrt of the
+    dtype's smallest normal number, about 1e-154 in float64) is measured
+    scaled by its largest entry, so that it still gets its true norm, not 0.
+    """
+    norms = np.sqrt(np.sum(W2 ** 2, axis=0))                    # (n_hidden,)
+    small = norms < np.sqrt(np.finfo(norms.dtype).tiny)
+    if small.any():
+        columns = W2[:, small]
+        scale = np.max(np.abs(columns), axis=0)                 # (n_small,)
+        safe = np.where(scale > 0, scale, 1)
+        norms = norms.copy()
+        norms[small] = scale * np.sqrt(np.sum((columns / safe) ** 2, axis=0))
+    return norms
 
 
 def normalize_decoder(W2):

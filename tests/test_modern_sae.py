@@ -435,3 +435,37 @@ def test_bad_data_and_params_are_named():
         ms.topk_mask(np.zeros((2, 3)), 4)
     with pytest.raises(ValueError, match="^z2:"):
         ms.topk_mask(np.zeros(3), 1)
+
+
+# Issue 20: the pieces called directly refuse bad input by name; tiny decoder columns.
+@pytest.mark.parametrize("call, match", [
+    (lambda: ms.topk_mask(np.zeros((3, 0)), 1), "z2: expected .* n_hidden >= 1"),
+    (lambda: ms.auxk_mask(np.zeros((3, 4)), np.array([True, False]), 1), r"dead: expected shape \(4,\)"),
+    (lambda: ms.auxk_mask(np.zeros((3, 4)), np.ones(6, dtype=bool), 1), r"dead: expected shape \(4,\)"),
+    (lambda: ms.auxk_mask(np.zeros((3, 4)), np.ones(4, dtype=bool), 0), "aux_k: expected a positive"),
+])
+def test_mask_functions_refuse_misshapen_input_by_name(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
+
+
+def test_the_dead_latent_tracker_refuses_a_wrong_width():
+    from saelab.training.modern import DeadLatentTracker
+
+    tracker = DeadLatentTracker(4, window=10)
+    with pytest.raises(ValueError, match=r"a2: expected .* \(b, 4\)"):
+        tracker.update(np.zeros((3, 6)))
+    with pytest.raises(ValueError, match=r"fired: expected a bool array \(4,\)"):
+        tracker.update_fired(np.zeros(3, dtype=bool), 5)
+    tracker.update(np.array([[1.0, 0, 0, 0]]))
+    np.testing.assert_array_equal(tracker.since_fired, [0, 1, 1, 1])
+
+
+@pytest.mark.parametrize("dtype, tiny", [(np.float64, 1e-200), (np.float32, 1e-30)])
+def test_normalize_decoder_makes_a_tiny_column_unit_not_leaves_it(dtype, tiny):
+    W2 = np.eye(3, dtype=dtype)
+    W2[:, 1] *= dtype(tiny)                     # its squares underflow to 0
+    unit = ms.normalize_decoder(W2)
+    np.testing.assert_allclose(ms.column_norms(unit), 1, rtol=1e-6)
+    assert ms.column_norms(W2)[1] == pytest.approx(tiny, rel=1e-6)
+    assert ms.column_norms(np.zeros((3, 2), dtype=dtype)).tolist() == [0, 0]

@@ -630,8 +630,9 @@ def check_z2(z2):
     z2 = plain_array("z2", z2)
     if not isinstance(z2, np.ndarray):
         z2 = np.asarray(z2)
-    if z2.ndim != 2:
-        raise ValueError(f"z2: expected a 2-D array (m, n_hidden), got shape {z2.shape}")
+    if z2.ndim != 2 or z2.shape[1] < 1:
+        raise ValueError(f"z2: expected a 2-D array (m, n_hidden) with n_hidden >= 1, got shape "
+                         f"{z2.shape}")
     dtype = z2.dtype if z2.dtype in DTYPES else np.dtype(np.float64)
     return check_matrix("z2", z2, z2.shape[1], dtype)
 

@@ -109,10 +109,21 @@ class DeadLatentTracker:
         self.since_fired = np.zeros(validation.check_count("n_hidden", n_hidden), dtype=np.int64)
 
     def update(self, a2):
+        """Count one mini-batch: a2 (b, n_hidden), its latents."""
+        a2 = np.asarray(a2)
+        if a2.ndim != 2 or a2.shape[1] != self.since_fired.size:
+            raise ValueError(f"a2: expected a 2-D array (b, n_hidden) = (b, {self.since_fired.size}), "
+                             f"got shape {a2.shape}")
         self.update_fired(np.any(a2 > 0, axis=0), a2.shape[0])
 
     def update_fired(self, fired, rows):
         """The same from ``fired`` (n_hidden,) bool, the latents that fired on ``rows`` examples."""
+        if (not isinstance(fired, np.ndarray) or fired.dtype != np.bool_
+                or fired.shape != self.since_fired.shape):
+            raise ValueError(f"fired: expected a bool array ({self.since_fired.size},), one flag per "
+                             f"latent, got {getattr(fired, 'dtype', type(fired).__name__)} of shape "
+                             f"{np.shape(fired)}")
+        rows = validation.check_count("rows", rows)
         self.since_fired += rows
         self.since_fired[fired] = 0
 
