@@ -129,3 +129,29 @@ def test_self_taught_figure_rejects_bad_input(tmp_path, accuracies, confusion, m
     with pytest.raises(ValueError, match=message):
         plots.save_self_taught_figure(accuracies, np.array(confusion), tmp_path / "st.png")
     assert list(tmp_path.iterdir()) == []
+
+
+# Issue 20: the tile-shape check and the drawing agree (floats and negatives were accepted).
+@pytest.mark.parametrize("tile_shape, error, match", [
+    ((2.0, 2.0), TypeError, "tile_shape: expected .*two integers"),
+    ((-2, -2), ValueError, "tile_shape: expected a height and a width >= 1"),
+    ((2, 3), ValueError, r"tile_shape: \(2, 3\) has 6 pixels, but W1 has 4 columns"),
+    ((4,), TypeError, "tile_shape: expected"),
+    ("22", TypeError, "tile_shape: expected"),
+])
+def test_save_filter_grid_refuses_a_bad_tile_shape_by_name(tmp_path, tile_shape, error, match):
+    W1 = np.random.default_rng(0).standard_normal((3, 4))
+    with pytest.raises(error, match=match):
+        plots.save_filter_grid(W1, tmp_path / "f.png", tile_shape)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path, scale, match", [("", None, "path: expected a file path"),
+                                                 (None, None, "path: expected a file path"),
+                                                 ("f.png", 0, "scale: expected None or an integer"),
+                                                 ("f.png", 2.5, "scale: expected None or an integer")])
+def test_save_filter_grid_refuses_a_bad_path_or_scale(tmp_path, monkeypatch, path, scale, match):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises((TypeError, ValueError), match=match):
+        plots.save_filter_grid(np.eye(4), path, (2, 2), scale=scale)
+    assert list(tmp_path.iterdir()) == []

@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from saelab.checks.validation import check_output_path, check_tile_shape
 from saelab.files.atomic import atomic_write
 
 DPI = 100
@@ -62,22 +63,11 @@ def tile_grid(tiles, tile_shape, n_cols, *, background=-1.0, separator=1):
     return image
 
 
-def _check_tile_shape(tile_shape, width, what):
-    try:
-        h, w = (int(v) for v in tile_shape)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"tile_shape: expected (height, width), got {tile_shape!r}") from exc
-    if h < 1 or w < 1 or h * w != width:
-        raise ValueError(f"tile_shape: {tile_shape!r} has {h * w} pixels, but {what} has {width} "
-                         f"columns")
-    return h, w
-
-
 def _check_filters(W1, tile_shape):
     W1 = np.asarray(W1, dtype=np.float64)
     if W1.ndim != 2:
         raise ValueError(f"W1: expected a 2-D array (n_hidden, n_visible), got shape {W1.shape}")
-    _check_tile_shape(tile_shape, W1.shape[1], "W1")
+    check_tile_shape(tile_shape, W1.shape[1], "W1")
     return W1
 
 
@@ -125,11 +115,16 @@ def save_filter_grid(W1, path, tile_shape, scale=None):
 
     scale None: chosen so that the image is about 800 pixels on its larger
     side. The PNG's size is exactly the grid's size times ``scale``.
-    Returns the path.
+    Returns the path. A tile_shape that is not two integers >= 1 whose
+    product is W1's width, a bad scale or path raise naming the argument.
     """
     from matplotlib.image import imsave
 
+    path = check_output_path("path", path)
     image = filter_grid(W1, tile_shape)
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, np.integer))
+                              or scale < 1):
+        raise ValueError(f"scale: expected None or an integer >= 1, got {scale!r}")
     scale = auto_scale(image.shape) if scale is None else int(scale)
     with atomic_write(path) as handle:
         imsave(handle, upscale(image, scale), cmap="gray", vmin=-1, vmax=1, format="png")
@@ -240,7 +235,7 @@ def reconstruction_grid(X, X_hat, tile_shape, value_range=(0.0, 1.0)):
     X_hat = np.asarray(X_hat, dtype=np.float64)
     if X.ndim != 2 or X.shape != X_hat.shape:
         raise ValueError(f"X, X_hat: expected two 2-D arrays of one shape, got {X.shape} and {X_hat.shape}")
-    tile_shape = _check_tile_shape(tile_shape, X.shape[1], "X")
+    tile_shape = check_tile_shape(tile_shape, X.shape[1], "X")
     if value_range is None:
         lo = X.min(axis=1, keepdims=True)                     # (k, 1)
         span = X.max(axis=1, keepdims=True) - lo
@@ -421,12 +416,12 @@ def save_accuracy_bars(accuracies, path, reference=None, title=None, size_pixels
             marked = True
     axes.set_xticks(x, stages)
     axes.set_xlim(-0.6, len(stages) - 0.4)
-    axes.set_ylim(0, 108)
+    axes.set_ylim(0, 118)                                   # room above 100% for the legend
     axes.set_ylabel("test accuracy (%)")
     axes.grid(True, axis="y", alpha=0.3, zorder=0)
     if title:
         axes.set_title(title)
     if marked:
-        axes.legend(loc="lower right")
+        axes.legend(loc="upper left")
     figure.tight_layout()
     return save_figure(figure, path)
