@@ -29,7 +29,7 @@ What it does differently, and why (docs/speed.md has the measurements):
   parts of J with the gradient so that training can print them without
   another forward pass.
 
-Result (``python benchmarks/bench.py``, docs/speed.md): 1.2x to 1.35x the time of the
+Result (``python -m benchmarks.bench``, docs/speed.md): 1.2x to 1.35x the time of the
 five products alone at 784 -> 196, against 1.6x to 2.6x for the readable
 version; 2x to 3x against 2.5x to 4x at the small shapes (64 -> 25,
 100 -> 100), where the elementwise work weighs more.

@@ -25,7 +25,7 @@ It first checks the checker on h(x) = x1^2 + 3 x1 x2 at (4, 10). Then it
 checks, stage by stage (reconstruction only, + weight decay, + KL sparsity,
 L1 sparsity, linear decoder, everything together), the notes' model as the
 readable ``sparse_autoencoder.cost_and_grad`` computes it, and ends with one
-verdict line: about 25 lines, the student's first check.
+verdict line: 24 lines, the student's first check.
 
 More sections, by name (``--section``) or all of them (``--all``, what the
 tests and CI run): ``fast`` (the tuned ``fast.cost_and_grad``, the same
@@ -397,6 +397,10 @@ def classic_slip(cost, notes_terms, m):
         if same(cost, factor * notes_cost):
             named = name.split(" = ")[0] if "m" in name else None      # "10 = m", not "2 = 2"
             return named, f"all of J is {name} times the notes' J ({why})"
+    means = notes_terms["reconstruction"] + notes_terms["sparsity"]
+    if notes_terms["sparsity"] != 0 and same(cost, notes_cost + (m - 1) * means):
+        return None, (f"the reconstruction and sparsity terms are both m = {m} times the notes' "
+                      f"(every mean over the examples a sum: 1/m missing?)")
     for part, label in TERM_LABELS.items():
         term = notes_terms[part]
         if term == 0:
@@ -773,7 +777,7 @@ STAGES = AUTOENCODER_STAGES + [SoftmaxStage()] + MODERN_STAGES + STACKED_STAGES
 class StageError:
     """A stage whose check could not finish: the function raised, or returned
     something other than (cost, grads). ``reason`` is one line, e.g.
-    "NotImplementedError: delta2 (m, n_hidden) (exercise.py:157)". It reads
+    "NotImplementedError: delta2 (m, n_hidden) (exercise.py:148)". It reads
     like a failed GradientCheck (NaN relative difference, no blocks)."""
 
     reason: str
@@ -1239,6 +1243,11 @@ def format_verdict(failed, results, tol=TOLERANCE) -> str:
     for label, names, n_stages in failed:
         which = f"all {n_stages} stages" if len(names) == n_stages > 1 else ", ".join(names)
         lines.append(_wrap(f"FAILED {label}: {which}"))
+    if any(isinstance(check, GradientCheck) and not check.relative_difference < tol
+           for _, check in results):
+        lines.append(_wrap("(--show N prints the first N numerical and analytic pairs of each "
+                           "block under each stage: docs/gradcheck.md, \"Looking inside a block\")",
+                           indent=" "))
     wrong_cost = [stage.name for stage, check in results if getattr(check, "cost_error", "")]
     if wrong_cost:
         lines.append(_wrap(

@@ -338,3 +338,18 @@ def test_pasted_cost_check_is_what_the_command_prints(capsys, monkeypatch, tmp_p
     printed = captured.out[captured.out.index("my_autoencoder.py:cost_and_grad"):]
     assert _normalized(stdout_block) == _normalized(printed)
     assert _normalized(stderr_block) == _normalized(captured.err)
+
+
+def test_pasted_exercise_run_is_what_the_command_prints_to_the_line_number(capsys):
+    """docs/gradcheck.md's run of the bare exercise, compared exactly (the blank's line number
+    in exercise.py included: the numbers are not normalized away here)."""
+    import gradcheck
+
+    doc = (ROOT / "docs" / "gradcheck.md").read_text(encoding="utf-8")
+    section = doc.split("Before any blank is written", 1)[1]
+    stdout_block, stderr_block = re.findall(r"```text\n(.*?)\n```", section, re.S)[:2]
+    assert gradcheck.main(["--cost", "exercise.py:cost_and_grad"]) == 1
+    captured = capsys.readouterr()
+    printed = captured.out[captured.out.index("exercise.py:cost_and_grad\n"):].strip()
+    assert stdout_block.strip() == printed
+    assert stderr_block.strip() == captured.err.strip()

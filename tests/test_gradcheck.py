@@ -795,3 +795,12 @@ def test_numerical_gradient_refuses_an_f_that_changes_its_argument_and_keeps_the
     np.testing.assert_array_equal(theta, [1.0, 2.0, 3.0])
     with pytest.raises(TypeError, match="f: expected a function"):
         gradcheck.numerical_gradient(3.0, theta)
+
+
+def test_every_mean_a_sum_is_named_and_a_gradient_failure_suggests_show(capsys):
+    """From a student's read-through: 1/m dropped from the reconstruction and the L1 term alike."""
+    terms = {"reconstruction": 0.35, "weight_decay": 0.25, "sparsity": 0.4, "cost": 1.0}
+    line = gradcheck.compare_with_notes(1.0 + 9 * (0.35 + 0.4), terms, m=10)
+    assert "reconstruction and sparsity terms are both m = 10 times" in line
+    assert gradcheck.main(["--seed", "3"], cost_fn=_with_a_tiny_error_in_b2) == 1
+    assert "--show N prints" in " ".join(capsys.readouterr().err.split())

@@ -145,3 +145,19 @@ def test_the_checker_finds_a_cycle_and_a_private_import(tmp_path):
     imports = imports_of(modules["b"], modules)
     assert ("a", ("_secret",), None) in imports
     assert private_attribute_uses(modules["b"], {"a"}) == [("a", "_other")]
+
+
+def test_every_package_module_is_in_both_maps_in_listing_order():
+    """saelab/__init__.py's table of contents and docs/model.md list every module of the
+    package, in the order ``ls`` lists them (folders and files alphabetically)."""
+    package = ROOT / "saelab"
+    modules = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
+                     if path.name != "__init__.py")
+    toc = (package / "__init__.py").read_text()
+    model_md = (ROOT / "docs" / "model.md").read_text()
+    for module in modules:
+        assert f"{module.rsplit('/', 1)[-1]} " in toc, f"saelab/__init__.py does not list {module}"
+        assert f"[`{module}`](../saelab/{module})" in model_md, f"docs/model.md does not list {module}"
+    in_model_md = [m for m in modules]
+    positions = [model_md.index(f"[`{m}`]") for m in in_model_md]
+    assert positions == sorted(positions), "docs/model.md: the package's rows are not in listing order"
