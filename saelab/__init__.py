@@ -24,6 +24,7 @@ the order ``ls`` lists them:
     files/        what is written to disk
         atomic.py       atomic writes: a file is complete or absent
         model_file.py   the .npz model format and its checks
+        stacked_file.py the stacked network's .npz format (save_stacked, load_stacked) and its checks
     localization.py how localized a filter is: the spread of its energy over the tile
     softmax.py      softmax regression (UFLDL): self-taught learning, the stacked network's top
     training/     training loops and estimators
