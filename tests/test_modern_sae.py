@@ -469,3 +469,15 @@ def test_normalize_decoder_makes_a_tiny_column_unit_not_leaves_it(dtype, tiny):
     np.testing.assert_allclose(ms.column_norms(unit), 1, rtol=1e-6)
     assert ms.column_norms(W2)[1] == pytest.approx(tiny, rel=1e-6)
     assert ms.column_norms(np.zeros((3, 2), dtype=dtype)).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("model", ["relu_l1", "topk"])
+def test_input_too_large_for_the_dtype_names_X_not_b2(model):
+    """Issue 20: the modern models blamed params['b2'] for an X too large; now X, as the notes'."""
+    X = np.random.default_rng(0).standard_normal((5, 6)) * 1e300
+    if model == "topk":
+        call = lambda: ms.topk_cost_and_grad(ms.init_topk(6, 4, rng=0), X, k=2)  # noqa: E731
+    else:
+        call = lambda: ms.relu_l1_cost_and_grad(ms.init_relu_l1(6, 4, rng=0), X, l1=1.0)  # noqa: E731
+    with pytest.raises(ValueError, match=r"^X: values up to .* too large.*standardize X"):
+        call()
