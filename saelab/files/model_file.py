@@ -258,7 +258,7 @@ def _read_model(handle, name):
     """load_model on an open binary file; every problem a ValueError naming ``name``."""
     try:
         return _parse(handle)
-    except _Bad as exc:
+    except FileContentError as exc:
         raise ValueError(f"model file {name}: {exc}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
             NotImplementedError, RuntimeError) as exc:
@@ -267,14 +267,15 @@ def _read_model(handle, name):
         raise ValueError(f"model file {name}: too large to load into memory") from None
 
 
-class _Bad(Exception):
-    """A problem with the file's contents; the message says which."""
+class FileContentError(Exception):
+    """A problem with a model file's contents; the message says which (shared with
+    ``stacked_file``, whose loader reads its members with ``read_npz_member`` too)."""
 
 
 def _parse(handle):
     start = handle.read(6)
     if not start.startswith((b"PK\x03\x04", b"PK\x05\x06")):     # the zip signatures
-        raise _Bad("not a readable .npz model file (" + (
+        raise FileContentError("not a readable .npz model file (" + (
             "it holds a single .npy array, not an .npz archive" if start.startswith(b"\x93NUMPY")
             else "the file is empty" if not start else "it is not a zip archive, as .npz files are")
             + ")")
@@ -285,40 +286,40 @@ def _parse(handle):
         members = {info.filename[:-4]: info for info in archive.infolist()
                    if info.filename.endswith(".npy")}
         if "format_version" not in members:
-            raise _Bad("no format_version, so not a model saved by save_model")
+            raise FileContentError("no format_version, so not a model saved by save_model")
 
         def read(key, kinds):
-            return _read_member(archive, members[key], key, kinds, archive_size)
+            return read_npz_member(archive, members[key], key, kinds, archive_size)
 
         version = read("format_version", "iu")
         if version.shape != () or int(version) != FORMAT_VERSION:
-            raise _Bad(f"format version {version.tolist()!r}, expected {FORMAT_VERSION}")
+            raise FileContentError(f"format version {version.tolist()!r}, expected {FORMAT_VERSION}")
         missing = [key for key in (*PARAM_NAMES, "hyperparameters", "history") if key not in members]
         if missing:
-            raise _Bad(f"missing {', '.join(missing)}")
+            raise FileContentError(f"missing {', '.join(missing)}")
         hyperparameters = _from_json("hyperparameters", read("hyperparameters", "U"))
         history = _from_json("history", read("history", "U"))
         if not isinstance(hyperparameters, dict):
-            raise _Bad("hyperparameters is not a dict")
+            raise FileContentError("hyperparameters is not a dict")
         params = {key: read(key, "f") for key in PARAM_NAMES}
         try:
             check_params(params)
         except (TypeError, ValueError) as exc:
-            raise _Bad(str(exc)) from None
+            raise FileContentError(str(exc)) from None
         problem = _contradiction(params, hyperparameters)
         if problem:
-            raise _Bad(f"hyperparameters say {problem}")
+            raise FileContentError(f"hyperparameters say {problem}")
         extra = {}
         for key in members:
             if key.startswith(EXTRA_PREFIX):
                 extra_name = key[len(EXTRA_PREFIX):]
                 if not (extra_name.isidentifier() and extra_name.isascii()):
-                    raise _Bad(f"member {key!r} is not named as save_model names extra arrays")
+                    raise FileContentError(f"member {key!r} is not named as save_model names extra arrays")
                 extra[extra_name] = read(key, EXTRA_KINDS)
     return params, hyperparameters, history, extra
 
 
-def _read_member(archive, info, key, kinds, archive_size):
+def read_npz_member(archive, info, key, kinds, archive_size):
     """One .npy member as an array, reading no more bytes than the member holds.
 
     The header is read and checked first (version, dtype kind, shape); the
@@ -327,10 +328,10 @@ def _read_member(archive, info, key, kinds, archive_size):
     more than the file holds is refused before any allocation.
     """
     if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
-        raise _Bad(f"member {key!r} is damaged (stored size {info.compress_size}, "
+        raise FileContentError(f"member {key!r} is damaged (stored size {info.compress_size}, "
                    f"expected {info.file_size})")
     if info.compress_size > archive_size:
-        raise _Bad(f"member {key!r} claims {info.compress_size} bytes, more than the whole file")
+        raise FileContentError(f"member {key!r} claims {info.compress_size} bytes, more than the whole file")
     with archive.open(info) as member:
         try:
             version = np.lib.format.read_magic(member)
@@ -341,21 +342,21 @@ def _read_member(archive, info, key, kinds, archive_size):
             else:
                 raise ValueError(f".npy version {version} is not supported")
         except (ValueError, TypeError, SyntaxError, EOFError) as exc:
-            raise _Bad(f"member {key!r} is not a .npy array ({exc})") from None
+            raise FileContentError(f"member {key!r} is not a .npy array ({exc})") from None
         shape, fortran_order, dtype = header
         header_size = member.tell()
         if (dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None
                 or dtype.kind not in kinds or dtype.itemsize == 0):
-            raise _Bad(f"member {key!r} has dtype {dtype}, expected "
+            raise FileContentError(f"member {key!r} has dtype {dtype}, expected "
                        + ("float32 or float64" if kinds == "f" else
                           "JSON text" if kinds == "U" else "an integer" if kinds == "iu" else
                           "numbers, booleans or strings"))
         if not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise _Bad(f"member {key!r} has the shape {shape!r} in its header")
+            raise FileContentError(f"member {key!r} has the shape {shape!r} in its header")
         count = math.prod(shape)
         nbytes = count * dtype.itemsize                  # Python integers: no overflow
         if info.file_size != header_size + nbytes:
-            raise _Bad(f"member {key!r}: its header says {shape} of {dtype} ({nbytes} bytes), "
+            raise FileContentError(f"member {key!r}: its header says {shape} of {dtype} ({nbytes} bytes), "
                        f"but it holds {info.file_size - header_size} bytes")
         data = bytearray()
         while len(data) < nbytes:
@@ -364,22 +365,22 @@ def _read_member(archive, info, key, kinds, archive_size):
                 break
             data += chunk
         if len(data) != nbytes or member.read(1):        # the last read also checks the CRC
-            raise _Bad(f"member {key!r} is truncated or damaged")
+            raise FileContentError(f"member {key!r} is truncated or damaged")
     array = np.frombuffer(data, dtype=dtype, count=count)
     return array.reshape(shape, order="F" if fortran_order else "C")
 
 
 def _from_json(key, array):
     if array.shape != ():
-        raise _Bad(f"{key} is not JSON text")
+        raise FileContentError(f"{key} is not JSON text")
     text = str(array)
     depth = _json_depth(text)
     if depth > MAX_JSON_DEPTH:
-        raise _Bad(f"{key} has lists and dicts nested {depth} levels deep, more than {MAX_JSON_DEPTH}")
+        raise FileContentError(f"{key} has lists and dicts nested {depth} levels deep, more than {MAX_JSON_DEPTH}")
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise _Bad(f"{key} is not valid JSON ({exc})") from None
+        raise FileContentError(f"{key} is not valid JSON ({exc})") from None
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

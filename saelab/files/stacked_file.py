@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import re
 import zipfile
@@ -52,14 +51,13 @@ import numpy as np
 
 import stacked_autoencoder as sa
 from saelab.files.atomic import atomic_write
+from saelab.files.model_file import FileContentError, read_npz_member
 
 __all__ = ["save_stacked", "load_stacked", "FORMAT_VERSION", "VERSION_KEY"]
 
 FORMAT_VERSION = 1
 VERSION_KEY = "stacked_format_version"
 _LAYER_MEMBER = re.compile(r"stack_(0|[1-9][0-9]{0,5})_([Wb])")
-_CHUNK = 1 << 24                    # bytes read at a time from a member
-_MAX_HEADER = 10_000                # the largest .npy header read (numpy's own default limit)
 
 
 # ---------------------------------------------------------------------------
@@ -164,15 +162,13 @@ def load_stacked(path):
         raise ValueError(f"stacked model file {path}: cannot be read ({exc})") from exc
 
 
-class _Bad(Exception):
-    """A problem with the file's contents; the message says which."""
 
 
 def _read(handle, name):
     """load_stacked on an open binary file; every problem a ValueError naming ``name``."""
     try:
         return _parse(handle)
-    except _Bad as exc:
+    except FileContentError as exc:
         raise ValueError(f"stacked model file {name}: {exc}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
             NotImplementedError, RuntimeError) as exc:
@@ -184,7 +180,7 @@ def _read(handle, name):
 def _parse(handle):
     start = handle.read(6)
     if not start.startswith((b"PK\x03\x04", b"PK\x05\x06")):     # the zip signatures
-        raise _Bad("not a stacked network saved by save_stacked (" + (
+        raise FileContentError("not a stacked network saved by save_stacked (" + (
             "it holds a single .npy array, not an .npz archive" if start.startswith(b"\x93NUMPY")
             else "the file is empty" if not start else "it is not a zip archive, as .npz files are")
             + ")")
@@ -196,22 +192,23 @@ def _parse(handle):
         members = {info.filename[:-4]: info for info in infos if info.filename.endswith(".npy")}
         if VERSION_KEY not in members:
             if "format_version" in members and "W1" in members:
-                raise _Bad("it holds a sparse autoencoder (W1, b1, W2, b2), not a stacked "
-                           "network; load it with SparseAutoencoder.load")
-            raise _Bad(f"no {VERSION_KEY} member, so not a stacked network saved by save_stacked")
+                raise FileContentError("it holds a sparse autoencoder (W1, b1, W2, b2), not a "
+                                       "stacked network; load it with SparseAutoencoder.load")
+            raise FileContentError(f"no {VERSION_KEY} member, so not a stacked network saved by "
+                                   f"save_stacked")
 
         def read(key, kinds):
-            return _read_member(archive, members[key], key, kinds, archive_size)
+            return read_npz_member(archive, members[key], key, kinds, archive_size)
 
         version = read(VERSION_KEY, "iu")
         if version.shape != () or int(version) != FORMAT_VERSION:
-            raise _Bad(f"format version {version.tolist()!r}, expected {FORMAT_VERSION}")
+            raise FileContentError(f"format version {version.tolist()!r}, expected {FORMAT_VERSION}")
         strays = [info.filename for info in infos if not info.filename.endswith(".npy")]
         known = (VERSION_KEY, "info", "softmax_W", "softmax_b")
         strays += [key for key in members
                    if key not in known and not _LAYER_MEMBER.fullmatch(key)]
         if strays:
-            raise _Bad(f"member {strays[0]!r} is not one that save_stacked writes")
+            raise FileContentError(f"member {strays[0]!r} is not one that save_stacked writes")
         indices = [int(_LAYER_MEMBER.fullmatch(key).group(1)) for key in members
                    if _LAYER_MEMBER.fullmatch(key)]
         n_layers = max(indices) + 1 if indices else 0
@@ -220,7 +217,7 @@ def _parse(handle):
         if missing or n_layers == 0:
             shown = ", ".join(missing[:4]) + (f", ... ({len(missing)} in all)"
                                               if len(missing) > 4 else "")
-            raise _Bad("missing " + (shown if missing
+            raise FileContentError("missing " + (shown if missing
                                      else "the encoders (stack_0_W, stack_0_b, ...)"))
         info = _info_from(read("info", "U"))
         softmax = {p: read(f"softmax_{p}", "f") for p in "Wb" if f"softmax_{p}" in members}
@@ -229,68 +226,21 @@ def _parse(handle):
     try:
         sa.pack(params)                                 # shapes chain, one dtype
     except (TypeError, ValueError) as exc:
-        raise _Bad(str(exc)) from None
+        raise FileContentError(str(exc)) from None
     for key, array in _members_of(params).items():
         if not np.isfinite(array).all():
-            raise _Bad(f"{key} holds NaN or infinite values")
+            raise FileContentError(f"{key} holds NaN or infinite values")
     return params, info
 
 
 def _info_from(array):
     if array.shape != ():
-        raise _Bad("info is not JSON text")
+        raise FileContentError("info is not JSON text")
     try:
         info = json.loads(str(array))
     except (ValueError, RecursionError) as exc:
-        raise _Bad(f"info is not valid JSON ({type(exc).__name__})") from None
+        raise FileContentError(f"info is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(info, dict):
-        raise _Bad(f"info is JSON {type(info).__name__}, expected a dict")
+        raise FileContentError(f"info is JSON {type(info).__name__}, expected a dict")
     return info
 
-
-def _read_member(archive, info, key, kinds, archive_size):
-    """One .npy member as an array, reading no more bytes than the member holds.
-
-    The header is read and checked first (version, dtype kind, shape); the
-    size it implies (Python integers) must equal the member's size, and the
-    data is then read in chunks, so a header that claims more than the file
-    holds is refused before any allocation.
-    """
-    if info.compress_size > archive_size:
-        raise _Bad(f"member {key!r} claims {info.compress_size} bytes, more than the whole file")
-    with archive.open(info) as member:
-        try:
-            version = np.lib.format.read_magic(member)
-            if version == (1, 0):
-                header = np.lib.format.read_array_header_1_0(member, max_header_size=_MAX_HEADER)
-            elif version == (2, 0):
-                header = np.lib.format.read_array_header_2_0(member, max_header_size=_MAX_HEADER)
-            else:
-                raise ValueError(f".npy version {version} is not supported")
-        except (ValueError, TypeError, SyntaxError, EOFError) as exc:
-            raise _Bad(f"member {key!r} is not a .npy array ({exc})") from None
-        shape, fortran_order, dtype = header
-        header_size = member.tell()
-        if (dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None
-                or dtype.kind not in kinds or dtype.itemsize == 0
-                or (kinds == "f" and dtype not in (np.dtype(np.float32), np.dtype(np.float64)))):
-            raise _Bad(f"member {key!r} has dtype {dtype}, expected "
-                       + ("float32 or float64" if kinds == "f" else
-                          "JSON text" if kinds == "U" else "an integer"))
-        if not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise _Bad(f"member {key!r} has the shape {shape!r} in its header")
-        count = math.prod(shape)
-        nbytes = count * dtype.itemsize                  # Python integers: no overflow
-        if info.file_size != header_size + nbytes:
-            raise _Bad(f"member {key!r}: its header says {shape} of {dtype} ({nbytes} bytes), "
-                       f"but it holds {info.file_size - header_size} bytes")
-        data = bytearray()
-        while len(data) < nbytes:
-            chunk = member.read(min(_CHUNK, nbytes - len(data)))
-            if not chunk:
-                break
-            data += chunk
-        if len(data) != nbytes or member.read(1):        # the last read also checks the CRC
-            raise _Bad(f"member {key!r} is truncated or damaged")
-    array = np.frombuffer(data, dtype=dtype, count=count)
-    return array.reshape(shape, order="F" if fortran_order else "C")
