@@ -366,7 +366,7 @@ def topk_unchecked(params, X, k, aux_k, alpha, dead, lam, spread_floor=0.0, aux_
     """(terms, grads, fired) of TopK (+ AuxK), no checks; terms as ``modern_sae.topk_cost_terms``.
     spread_floor: from ``validation.check_topk_call`` (0.0 in training: see ``check_spread``).
     aux_scale: c of AuxK's weight alpha c (None: from X, as ``modern_sae.mean_prediction_scale``)."""
-    W1, W2 = params["W1"], params["W2"]
+    W2 = params["W2"]
     m = X.shape[0]
     a2 = _preactivations(params, X)                          # z2, (m, n_hidden)
     use_aux = aux_k is not None and dead is not None and dead.any()

@@ -1223,7 +1223,7 @@ def _print_problem(args, params, X, stages, compares_cost=False):
     if stages:
         print("the stages (one term at a time: the first failing row names the wrong term):")
         print(format_settings(stages))
-    print(_wrap(f"J: the cost at the net's parameters"
+    print(_wrap("J: the cost at the net's parameters"
                 + (", which must also be the notes' J (sparse_autoencoder.cost_and_grad's)"
                    if compares_cost else "")
                 + f". rel. diff: ||num - grad|| / ||num + grad|| over all parameters, ok below "
