@@ -101,7 +101,7 @@ def save_model(path, params, hyperparameters, *, history=None, extra=None):
     whitening matrix and its mean). Everything is checked before anything
     is written; the file loads back equal with ``load_model``.
     """
-    path = _check_path(path)
+    path = check_file_path(path)
     params = check_params(params)
     if not isinstance(hyperparameters, dict):
         raise TypeError(f"hyperparameters: expected a dict, got {type(hyperparameters).__name__}")
@@ -117,11 +117,27 @@ def save_model(path, params, hyperparameters, *, history=None, extra=None):
     }
     arrays.update({name: params[name] for name in PARAM_NAMES})
     arrays.update({EXTRA_PREFIX + name: value for name, value in _check_extra(extra).items()})
+    return write_npz_verified(path, arrays, _read_model)
+
+
+def check_file_path(path):
+    """path as a Path: a str or os.PathLike, not empty; else raise naming it."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file path (str or pathlib.Path), got {path!r}")
+    if str(path) == "":
+        raise ValueError("path: expected a file path, got ''")
+    return Path(path)
+
+
+def write_npz_verified(path, arrays, read_back):
+    """``np.savez(arrays)`` in memory; ``read_back(buffer, name)`` must load it (else a
+    ValueError and nothing written: never a file that cannot be loaded back); then the
+    bytes land at ``path`` atomically. Shared by ``save_model`` and ``stacked_file.save_stacked``."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     buffer.seek(0)
-    try:                                 # never a file that cannot be loaded back
-        _read_model(buffer, str(path))
+    try:
+        read_back(buffer, str(path))
     except ValueError as exc:            # a bug of ours, if it ever happens: say so, write nothing
         raise ValueError(f"path {path}: the file would not load back, nothing written ({exc})") from exc
     with atomic_write(path) as handle:
@@ -129,12 +145,33 @@ def save_model(path, params, hyperparameters, *, history=None, extra=None):
     return Path(path)
 
 
-def _check_path(path):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a file path (str or pathlib.Path), got {path!r}")
-    if str(path) == "":
-        raise ValueError("path: expected a file path, got ''")
-    return Path(path)
+def read_npz_file(path, read, what, saver):
+    """``read(handle, name)`` on the file at ``path``, opened in binary; a folder, a missing
+    or unreadable file raise naming it ("{what} {path}: ..."; ``saver`` writes such files)."""
+    path = check_file_path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path}: is a folder, expected a .npz file saved by {saver}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path}: no such file")
+    try:
+        with open(path, "rb") as handle:
+            return read(handle, str(path))
+    except OSError as exc:
+        raise ValueError(f"{what} {path}: cannot be read ({exc})") from exc
+
+
+def parse_npz(handle, name, parse, what, kind):
+    """``parse(handle)``, every problem a ValueError naming ``name``: a FileContentError's
+    message, or what the zip and npy readers raise ("not a readable {kind}")."""
+    try:
+        return parse(handle)
+    except FileContentError as exc:
+        raise ValueError(f"{what} {name}: {exc}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+            NotImplementedError, RuntimeError) as exc:
+        raise ValueError(f"{what} {name}: not a readable {kind} ({exc})") from None
+    except MemoryError:
+        raise ValueError(f"{what} {name}: too large to load into memory") from None
 
 
 def _check_json(name, value, where="", depth=0):
@@ -242,29 +279,12 @@ def load_model(path):
     member holds), JSON that is invalid or nested too deep, params that
     ``check_params`` refuses or that contradict the hyperparameters.
     """
-    path = _check_path(path)
-    if path.is_dir():
-        raise ValueError(f"model file {path}: is a folder, expected a .npz file saved by save_model")
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path}: no such file")
-    try:
-        with open(path, "rb") as handle:
-            return _read_model(handle, str(path))
-    except OSError as exc:
-        raise ValueError(f"model file {path}: cannot be read ({exc})") from exc
+    return read_npz_file(path, _read_model, "model file", "save_model")
 
 
 def _read_model(handle, name):
     """load_model on an open binary file; every problem a ValueError naming ``name``."""
-    try:
-        return _parse(handle)
-    except FileContentError as exc:
-        raise ValueError(f"model file {name}: {exc}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-            NotImplementedError, RuntimeError) as exc:
-        raise ValueError(f"model file {name}: not a readable .npz model file ({exc})") from None
-    except MemoryError:
-        raise ValueError(f"model file {name}: too large to load into memory") from None
+    return parse_npz(handle, name, _parse, "model file", ".npz model file")
 
 
 class FileContentError(Exception):

@@ -40,18 +40,16 @@ The guarantees:
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
 import stacked_autoencoder as sa
-from saelab.files.atomic import atomic_write
-from saelab.files.model_file import FileContentError, read_npz_member
+from saelab.files.model_file import (FileContentError, check_file_path, parse_npz,
+                                     read_npz_file, read_npz_member, write_npz_verified)
 
 __all__ = ["save_stacked", "load_stacked", "FORMAT_VERSION", "VERSION_KEY"]
 
@@ -72,7 +70,7 @@ def save_stacked(path, params, info=None):
     docstring); the file loads back equal with ``load_stacked``. Returns
     the path as a ``pathlib.Path``.
     """
-    path = _check_path(path)
+    path = check_file_path(path)
     sa.pack(params)                                    # the structure, shapes and one dtype
     for name, array in _members_of(params).items():
         if not np.isfinite(array).all():
@@ -82,17 +80,7 @@ def save_stacked(path, params, info=None):
     text = _info_text(info)
     arrays = {VERSION_KEY: np.array(FORMAT_VERSION), "info": np.array(text),
               **_members_of(params)}
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    buffer.seek(0)
-    try:                                               # never a file that cannot be loaded back
-        _read(buffer, str(path))
-    except ValueError as exc:                          # a bug of ours if it ever happens
-        raise ValueError(f"path {path}: the file would not load back, nothing written "
-                         f"({exc})") from exc
-    with atomic_write(path) as handle:
-        handle.write(buffer.getbuffer())
-    return path
+    return write_npz_verified(path, arrays, _read)
 
 
 def _members_of(params):
@@ -128,14 +116,6 @@ def _info_text(info):
     return text
 
 
-def _check_path(path):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a file path (str or pathlib.Path), got {path!r}")
-    if str(path) == "":
-        raise ValueError("path: expected a file path, got ''")
-    return Path(path)
-
-
 # ---------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------
@@ -149,32 +129,12 @@ def load_stacked(path):
     FileNotFoundError if there is no file, and one ValueError naming the
     file for anything else (see the module docstring).
     """
-    path = _check_path(path)
-    if path.is_dir():
-        raise ValueError(f"stacked model file {path}: is a folder, expected a .npz file "
-                         f"saved by save_stacked")
-    if not path.is_file():
-        raise FileNotFoundError(f"stacked model file {path}: no such file")
-    try:
-        with open(path, "rb") as handle:
-            return _read(handle, str(path))
-    except OSError as exc:
-        raise ValueError(f"stacked model file {path}: cannot be read ({exc})") from exc
-
-
+    return read_npz_file(path, _read, "stacked model file", "save_stacked")
 
 
 def _read(handle, name):
     """load_stacked on an open binary file; every problem a ValueError naming ``name``."""
-    try:
-        return _parse(handle)
-    except FileContentError as exc:
-        raise ValueError(f"stacked model file {name}: {exc}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-            NotImplementedError, RuntimeError) as exc:
-        raise ValueError(f"stacked model file {name}: not a readable .npz file ({exc})") from None
-    except MemoryError:
-        raise ValueError(f"stacked model file {name}: too large to load into memory") from None
+    return parse_npz(handle, name, _parse, "stacked model file", ".npz file")
 
 
 def _parse(handle):
