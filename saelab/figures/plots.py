@@ -268,6 +268,21 @@ def save_reconstructions(X, X_hat, path, tile_shape, value_range=(0.0, 1.0), siz
     return save_figure(figure, path)
 
 
+def _check_confusion(confusion, class_names):
+    """(confusion as an array, k class names as str): a square array of non-negative integer
+    counts and k names (default 0 .. k-1); else a ValueError naming the argument."""
+    confusion = np.asarray(confusion)
+    if (confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.size == 0
+            or confusion.dtype.kind not in "iu" or confusion.min() < 0):
+        raise ValueError(f"confusion: expected a square array of non-negative integer counts, got "
+                         f"{confusion.dtype} {confusion.shape}")
+    k = confusion.shape[0]
+    class_names = [str(c) for c in (range(k) if class_names is None else class_names)]
+    if len(class_names) != k:
+        raise ValueError(f"class_names: expected {k} names, got {len(class_names)}")
+    return confusion, class_names
+
+
 def save_self_taught_figure(accuracies, confusion, path, class_names=None, size_pixels=(1100, 480)):
     """Left: test accuracy of each classifier on each evaluation set; right: a confusion matrix.
 
@@ -290,15 +305,8 @@ def save_self_taught_figure(accuracies, confusion, path, class_names=None, size_
         for value in row.values():
             if not (isinstance(value, (int, float, np.floating)) and 0 <= value <= 1):
                 raise ValueError(f"accuracies[{set_name!r}]: expected accuracies in [0, 1], got {row!r}")
-    confusion = np.asarray(confusion)
-    if (confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.size == 0
-            or confusion.dtype.kind not in "iu" or confusion.min() < 0):
-        raise ValueError(f"confusion: expected a square array of non-negative integer counts, got "
-                         f"{confusion.dtype} {confusion.shape}")
+    confusion, class_names = _check_confusion(confusion, class_names)
     k = confusion.shape[0]
-    class_names = [str(c) for c in (range(k) if class_names is None else class_names)]
-    if len(class_names) != k:
-        raise ValueError(f"class_names: expected {k} names, got {len(class_names)}")
 
     figure = new_figure(size_pixels)
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
@@ -350,15 +358,8 @@ def save_confusion_matrix(confusion, path, class_names=None, title=None, size_pi
         number of examples and of correct ones is added below it.
     Writes a PNG of exactly ``size_pixels``. Returns the path.
     """
-    confusion = np.asarray(confusion)
-    if (confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.size == 0
-            or confusion.dtype.kind not in "iu" or confusion.min() < 0):
-        raise ValueError(f"confusion: expected a square array of non-negative integer counts, got "
-                         f"{confusion.dtype} {confusion.shape}")
+    confusion, class_names = _check_confusion(confusion, class_names)
     k = confusion.shape[0]
-    class_names = [str(c) for c in (range(k) if class_names is None else class_names)]
-    if len(class_names) != k:
-        raise ValueError(f"class_names: expected {k} names, got {len(class_names)}")
     figure = new_figure(size_pixels)
     axes = figure.add_subplot()
     row_totals = confusion.sum(axis=1, keepdims=True)
